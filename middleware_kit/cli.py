@@ -3,6 +3,9 @@
 ``middleware-kit serve [INI] [--name NAME] [--host H] [--port P] [--set KEY=VALUE ...]``
 loads a paste ini (the bundled nova-style example when INI is omitted) and serves it
 with the eventlet server. A problem with the ini is one line on stderr and exit 2.
+
+``middleware-kit inspect [INI] [--name NAME] [--set KEY=VALUE ...] [--format text|json]
+[--strict]`` shows and checks what the ini builds (``middleware_kit.inspector``).
 """
 
 from __future__ import annotations
@@ -77,6 +80,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="override a global conf value, e.g. auth_strategy=keystone",
     )
     serve.add_argument("--log-level", default="INFO")
+    inspect = commands.add_parser("inspect", help="show and check what a paste ini builds")
+    inspect.add_argument("ini", nargs="?", help="paste ini (default: the bundled nova-style one)")
+    inspect.add_argument("--name", default="main", help="app section to inspect (default: main)")
+    inspect.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE"
+    )
+    inspect.add_argument("--format", choices=("text", "json"), default="text")
+    inspect.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     return parser
 
 
@@ -108,8 +119,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    """Print the report on stdout; no logging set-up, the report is the output."""
+    from middleware_kit.inspector import UnreadableIniError, inspect_ini, render
+
+    try:
+        settings = parse_settings(args.settings)
+        report = inspect_ini(args.ini or bundled_ini_path(), args.name, settings)
+    except (IniError, UnreadableIniError) as exc:
+        print(f"middleware-kit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sys.stdout.write(render(report, args.format))
+    return report.exit_status(strict=args.strict)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command == "inspect":
+        return _inspect(args)
     try:
         _configure_logging(args.log_level)
     except ValueError as exc:
