@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import webob
+from paste.deploy import loadapp
 
 from middleware_kit import cli
 from middleware_kit.inspector import Report, UnreadableIniError, inspect_ini, render
@@ -142,7 +144,7 @@ def test_filter_app_and_config_uri(tmp_path: Path) -> None:
     write(tmp_path, f"[app:inner]\nuse = {TRAIL}\n\n[filter:two]\nuse = {TAG}\ntag = 2\n", "o.ini")
     ini = f"""
     [filter-app:main]
-    use = {TAG}
+    paste.filter_factory = {TAG.removeprefix("call:")}
     tag = one
     next = rest
 
@@ -476,3 +478,61 @@ def test_bundled_example_is_the_default(capsys: pytest.CaptureFixture[str]) -> N
     _, out, _ = run(["inspect"], capsys)
     assert out.startswith(f"{cli.bundled_ini_path()}: app 'main'")
     assert "/v1 -> api_v1  composite egg:middleware_kit#pipeline" in out
+
+
+@pytest.mark.parametrize(
+    ("ini", "settings", "path"),
+    [
+        pytest.param(NESTED, {}, "/v1", id="nested-noauth"),
+        pytest.param(NESTED, {"auth_strategy": "keystone"}, "/v1", id="nested-keystone"),
+        pytest.param(
+            f"""
+            [pipeline:main]
+            pipeline = outer inner
+
+            [filter:outer]
+            use = {TAG}
+            tag = outer
+            filter-with = first
+
+            [filter:first]
+            use = {TAG}
+            tag = first
+
+            [filter-app:inner]
+            paste.filter_factory = {TAG.removeprefix("call:")}
+            tag = inner
+            next = trail
+
+            [app:trail]
+            use = {TRAIL}
+            filter-with = last
+
+            [filter:last]
+            use = {TAG}
+            tag = last
+            """,
+            {},
+            "/",
+            id="filter-with-and-filter-app",
+        ),
+    ],
+)
+def test_chain_order_is_what_paste_builds(
+    tmp_path: Path, ini: str, settings: dict[str, str], path: str
+) -> None:
+    # The tagging filters record the order requests really go through them.
+    ini_path = write(tmp_path, ini)
+    app = loadapp(f"config:{ini_path}", global_conf=dict(settings))
+    trail = webob.Request.blank(path).get_response(app).text
+
+    report = inspect_ini(ini_path, settings=settings)
+    assert report.problems == []
+    chain = report.root
+    while chain.app.type == "composite":
+        composite = chain.app
+        if composite.routes:
+            chain = next(r.chain for r in composite.routes if r.prefix == path)
+        else:
+            chain = next(s.chain for s in composite.strategies if s.selected)
+    assert " ".join(f.options["tag"] for f in chain.filters) == trail

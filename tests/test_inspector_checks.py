@@ -311,6 +311,11 @@ def test_empty_chain_is_an_error(tmp_path: Path) -> None:
             id="filter-app-without-next",
         ),
         pytest.param(
+            f"[filter-app:main]\n{TAG}\nnext = demo\n",
+            "error [filter-app:main]: PasteDeploy cannot load call: here",
+            id="call-in-filter-app",
+        ),
+        pytest.param(
             "[app:main]\nuse = egg:middleware_kit#demo\nrequire = no_such_dist\n",
             "error [app:main]: require: distribution 'no_such_dist' is not installed",
             id="require",

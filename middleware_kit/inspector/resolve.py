@@ -124,30 +124,20 @@ class Resolver:
         base.loader = sec.loader
         if base.protocol is None:  # call: says nothing; the section prefix decides
             prefix = sec.section.split(":", 1)[0]
+            if prefix == "filter-app":  # PasteDeploy makes up a protocol it cannot invoke
+                self.error(
+                    sec.where,
+                    "PasteDeploy cannot load call: here; use egg: or paste.filter_factory =",
+                )
             base.protocol = sources.SECTION_PROTOCOLS.get(prefix, sources.FILTER_PROTOCOL)
             base.type = sources.object_type(base.protocol, base.type)
         return wrappers, base
 
     def _explicit(self, kind: Any, sec: Section) -> Stack:
-        found = sources.explicit(kind, sec.local)
+        found = sources.explicit(kind, sec)
         if isinstance(found, str):
             return self._unresolved(sec.name, sec.where, found)
-        protocol, expr = found
-        del sec.local[protocol]
-        target = expr.strip()
-        obj = Obj(
-            type=sources.object_type(protocol, "app"),
-            name=sec.name,
-            section=sec.section,
-            entry_point=f"{protocol} = {target}",
-            target=target,
-            ours=sources.ours_by_target(target),
-            protocol=protocol,
-            options=sec.local,
-            global_conf=sec.conf,
-            loader=sec.loader,
-        )
-        return [], obj
+        return [], found
 
     def _pipeline(self, sec: Section) -> Stack:
         names = sec.local.pop("pipeline", "").split()

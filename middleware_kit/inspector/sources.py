@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import Any
 
 from middleware_kit.inspector.model import Obj
+from middleware_kit.inspector.sections import Section
 
 OUR_DISTRIBUTION = "middleware-kit"
 COMPOSITE_PROTOCOLS = frozenset({"paste.composite_factory", "paste.composit_factory"})
@@ -95,16 +96,30 @@ def egg(kind: Any, uri: str, spec: str, name: str, global_conf: dict[str, Any]) 
     )
 
 
-def explicit(kind: Any, local_conf: dict[str, str]) -> tuple[str, str] | str:
-    """The ``paste.<x>_factory = module:object`` a section names, or why it names none."""
+def explicit(kind: Any, sec: Section) -> Obj | str:
+    """The object ``paste.<x>_factory = module:object`` names in a section, or why the
+    section names none."""
     possible = []
     for group in kind.egg_protocols:
-        protocol = next((p for p in group if p in local_conf), None)
+        protocol = next((p for p in group if p in sec.local), None)
         if protocol is not None:
-            possible.append((protocol, local_conf[protocol]))
+            possible.append(protocol)
     if len(possible) > 1:
-        return f"several factories given: {', '.join(p for p, _ in possible)}"
+        return f"several factories given: {', '.join(possible)}"
     if not possible:
         wanted = " or ".join(p for group in kind.egg_protocols for p in group)
         return f"neither 'use' nor a factory ({wanted} = module:object) is given"
-    return possible[0]
+    protocol = possible[0]
+    target = sec.local.pop(protocol).strip()
+    return Obj(
+        type=object_type(protocol, "app"),
+        name=sec.name,
+        section=sec.section,
+        entry_point=f"{protocol} = {target}",
+        target=target,
+        ours=ours_by_target(target),
+        protocol=protocol,
+        options=sec.local,
+        global_conf=sec.conf,
+        loader=sec.loader,
+    )
