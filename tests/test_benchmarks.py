@@ -1,0 +1,103 @@
+"""Smoke tests of the benchmark harness: every part runs with tiny counts and reports
+the rows it should. No speed is asserted here; the numbers go to benchmarks/RESULTS.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import Counts, bench_authtoken, inprocess, markdown_table, ratio, served
+from benchmarks import __main__ as bench_main
+from tests.support import keystone
+
+TINY = Counts(warmup=2, repeats=2, repeat_s=0.0001, min_loops=2, max_loops=10)
+VERDICTS = {"PASS", "FAIL", "N/A"}
+
+
+def measured_or_missing(row: dict[str, object]) -> bool:
+    """A row either has numbers and a 200, or says which filter is not written yet."""
+    status = str(row.get("status", ""))
+    if status.startswith("missing: middleware_kit."):
+        return "median ns" not in row and "req/s" not in row
+    number = row.get("median ns", row.get("req/s"))
+    return status.startswith("200") and isinstance(number, float) and number > 0
+
+
+def test_inprocess_reports_every_pipeline_and_request() -> None:
+    rows = inprocess.run(counts=TINY)
+
+    expected = {(p, r) for p in inprocess.PIPELINES for r in inprocess.REQUESTS}
+    assert {(row["pipeline"], row["request"]) for row in rows} == expected
+    assert all(measured_or_missing(row) for row in rows), markdown_table(rows)
+    oslo = [row for row in rows if str(row["pipeline"]).startswith(("oslo", "bare"))]
+    assert all(str(row["status"]) == "200 OK" for row in oslo), markdown_table(oslo)
+    bare = [row for row in rows if row["pipeline"] == "bare"]
+    assert all(row["overhead ns"] == 0 for row in bare)
+
+
+def test_inprocess_ratios_and_bars_name_every_comparison() -> None:
+    rows = inprocess.run(counts=TINY)
+
+    labels = [label for label, *_ in inprocess.COMPARISONS]
+    summary = inprocess.summarize(rows)
+    assert [row["comparison (overhead ours / oslo)"] for row in summary] == labels
+    bars = inprocess.bars(rows)
+    assert len(bars) == sum(bar is not None for *_, bar in inprocess.COMPARISONS)
+    assert {bar["result"] for bar in bars} <= VERDICTS
+
+
+def test_ratio_needs_two_numbers_and_a_positive_denominator() -> None:
+    assert ratio(1.0, 4.0) == 0.25
+    assert ratio(1.0, 0.0) is None
+    assert ratio(None, 4.0) is None
+    assert ratio(1.0, "missing") is None
+
+
+def test_markdown_table_takes_the_union_of_columns() -> None:
+    table = markdown_table([{"a": 1}, {"b": "x|y"}])
+
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| 1 |  |", "|  | x\\|y |"]
+
+
+@pytest.mark.server
+def test_served_reports_every_pipeline() -> None:
+    rows = served.run(plan=served.Plan(duration_s=1.0, repeats=1, warmup_s=0.0))
+
+    assert [row["pipeline"] for row in rows] == list(served.PIPELINES)
+    assert all(measured_or_missing(row) for row in rows), markdown_table(rows)
+    for row in rows:
+        if "req/s" in row:
+            assert row["non-2xx"] == 0
+            assert isinstance(row["server CPU µs/request"], float)
+    assert {bar["result"] for bar in served.bars(rows)} <= VERDICTS
+
+
+@pytest.mark.keystone
+def test_authtoken_reports_both_filters_against_a_real_keystone() -> None:
+    reason = keystone.keystone_available()
+    if reason is not None:
+        if keystone.in_ci():
+            pytest.fail(f"CI=true but Keystone cannot run: {reason}")
+        pytest.skip(f"Keystone cannot run: {reason}")
+
+    rows = bench_authtoken.run(quick=True, counts=TINY)
+
+    assert [row["pipeline"] for row in rows] == list(bench_authtoken.PIPELINES)
+    assert all(measured_or_missing(row) for row in rows), markdown_table(rows)
+    assert str(rows[1]["status"]).startswith("200")  # keystonemiddleware validated the token
+    assert {bar["result"] for bar in bench_authtoken.bars(rows)} <= VERDICTS
+
+
+def test_quick_command_writes_a_report(tmp_path: Path) -> None:
+    output = tmp_path / "RESULTS.md"
+
+    status = bench_main.main(["--quick", "--only", "inprocess", "--output", str(output)])
+
+    assert status == 0
+    report = output.read_text()
+    for heading in ("## Machine", "## Commands", "## Bars", "## " + inprocess.TITLE):
+        assert heading in report
+    for pipeline in inprocess.PIPELINES:
+        assert f"| {pipeline} | GET |" in report
+    assert "PASS" in report or "N/A" in report or "FAIL" in report
