@@ -142,8 +142,7 @@ def profiles(results: Sequence[PartResult]) -> list[str]:
                 continue
             text = inprocess.profile(owner, "GET", PROFILE_CALLS)
             lines.append(f"`{owner}`, {PROFILE_CALLS:,} GET requests, by own time:\n")
-            lines.append("```\n" + text + "\n```\n")
-            lines.append("What it shows: _(to be read and written up after the quiet run)_\n")
+            lines.append(text + "\n")
     return lines
 
 

@@ -186,7 +186,8 @@ def bars(rows: Sequence[Row]) -> list[Row]:
 
 
 def profile(section: str, request: str = "GET", calls: int = 20_000, top: int = 12) -> str:
-    """cProfile of ``calls`` requests through ``section``: the top functions by own time."""
+    """cProfile of ``calls`` requests through ``section``: a one-line reading (where the
+    own time goes, by share) and the top functions by own time."""
     app = load(section)
     fresh = environ_factory(environ_for(section, request))
     profiler = cProfile.Profile()
@@ -204,4 +205,19 @@ def profile(section: str, request: str = "GET", calls: int = 20_000, top: int = 
     stats.strip_dirs().sort_stats("tottime").print_stats(top)
     lines = [line for line in out.getvalue().splitlines() if line.strip()]
     start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-    return "\n".join(lines[start:])
+    return reading(stats, calls) + "\n\n```\n" + "\n".join(lines[start:]) + "\n```"
+
+
+def reading(stats: pstats.Stats, calls: int, top: int = 5) -> str:
+    """'Own time per request: 1.2 µs; 31% in f (file:line), ...' from a profile."""
+    entries: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    total = sum(entry[2] for entry in entries.values()) or 1e-12
+    ranked = sorted(entries.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    shares = [
+        f"{entry[2] / total:.0%} in `{func}` ({file}:{line}, {entry[1] / calls:g} calls/request)"
+        for (file, line, func), entry in ranked
+    ]
+    return (
+        f"Profiled own time per request: {total / calls * 1e6:.1f} µs (with cProfile's own "
+        f"overhead); " + "; ".join(shares) + "."
+    )
