@@ -276,7 +276,7 @@ def test_nova_style_ini_with_other_packages(tmp_path: Path) -> None:
     assert "admin_password = ***" in text
     assert "hunter2" not in text
     assert "s3cr3t" not in text
-    assert "(other package: not checked)" in text
+    assert "(other package)" in text
     assert "(the service chooses among these; not judged here)" in text
 
 
@@ -350,9 +350,9 @@ def test_text_output(tmp_path: Path) -> None:
     assert lines[0].endswith("api-paste.ini: app 'main'")
     assert lines[1] == "global conf: auth_strategy = noauth"
     assert "main  composite egg:Paste#urlmap" in lines
-    assert f"  / -> versions  app {TRAIL}  (other package: not checked)" in lines
+    assert f"  / -> versions  app {TRAIL}  (other package)" in lines
     assert "    noauth (selected, the ini's default):" in lines
-    assert f"      1. one      filter {TAG}  (other package: not checked)" in lines
+    assert f"      1. one      filter {TAG}  (other package)" in lines
     assert "          tag = one" in lines
     assert lines[-1] == "0 errors, 0 warnings"
 

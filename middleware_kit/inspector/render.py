@@ -122,7 +122,7 @@ def _describe(obj: Obj) -> str:
     if obj.section and obj.section.partition(":")[2].strip() != obj.name:
         text += f"  [{obj.section}]"
     if obj.ours is None and obj.type != "composite":
-        text += "  (other package: not checked)"
+        text += "  (other package)"
     if obj.type == "composite" and obj.shape == "other":
         text += "  (composite of unknown shape: not expanded)"
     return text
