@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks import BENCH_TOKEN, PIPELINES_INI, Row, first_line, ratio
-from tests.support.load import run_load
 from tests.support.servers import ServedApp
 
 TITLE = "Served throughput (eventlet server in a subprocess, loopback)"
@@ -105,6 +104,8 @@ def _wrk(port: int, duration_s: float) -> tuple[int, int, float]:
 
 
 def _python_client(port: int, duration_s: float) -> tuple[int, int, float]:
+    from tests.support.load import run_load  # only without wrk
+
     result = run_load(
         port,
         lambda worker, n: ("GET", PATH, HEADERS, None),
