@@ -127,7 +127,10 @@ def _try_factory(obj: Obj) -> list[tuple[str, str]]:
         return []
     assert obj.target is not None
     try:
-        factory = metadata.EntryPoint(name=obj.ours, group="", value=obj.target).load()
+        with warnings.catch_warnings():
+            # What a dependency says on import is not about this ini.
+            warnings.simplefilter("ignore")
+            factory = metadata.EntryPoint(name=obj.ours, group="", value=obj.target).load()
     except (ImportError, AttributeError) as exc:
         return [(ERROR, f"cannot import {obj.target}: {first_line(exc)}")]
     with warnings.catch_warnings(record=True) as caught:
