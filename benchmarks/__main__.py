@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--only PART ...] [--output FILE]``.
+"""``python -m benchmarks [--quick] [--only PART ...] [--output FILE]``, or
+``python -m benchmarks --profile PIPELINE`` (a section of inis/pipelines.ini).
 
 The full run (``make bench``, under ten minutes) runs every part and writes
 ``benchmarks/RESULTS.md``: the machine, the versions, the commands, the bars with
@@ -161,6 +162,7 @@ def render(results: Sequence[PartResult], quick: bool, total_s: float, notes: st
         ".venv/bin/python -m benchmarks           # make bench: every part, writes this file",
         ".venv/bin/python -m benchmarks --quick   # make bench-quick: smoke, no speed asserted",
         ".venv/bin/python -m benchmarks --only inprocess --output /tmp/r.md   # one part",
+        ".venv/bin/python -m benchmarks --profile ours_full_noauth   # cProfile, by own time",
         "```\n",
     ]
     if notes:
@@ -190,7 +192,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, help="report file (full run: RESULTS.md)")
     parser.add_argument("--notes", type=Path, help="Markdown file included after Commands")
+    parser.add_argument(
+        "--profile", metavar="PIPELINE", help="only print cProfile of one in-process pipeline"
+    )
+    parser.add_argument("--profile-calls", type=int, default=PROFILE_CALLS, metavar="N")
     args = parser.parse_args(argv)
+    if args.profile:
+        from benchmarks import inprocess
+
+        print(inprocess.profile(args.profile, "GET", args.profile_calls))
+        return 0
     output = args.output or (None if args.quick else DEFAULT_OUTPUT)
     started = time.monotonic()
     results = []

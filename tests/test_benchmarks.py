@@ -101,3 +101,12 @@ def test_quick_command_writes_a_report(tmp_path: Path) -> None:
     for pipeline in inprocess.PIPELINES:
         assert f"| {pipeline} | GET |" in report
     assert "PASS" in report or "N/A" in report or "FAIL" in report
+
+
+def test_profile_command_prints_where_the_time_goes(capsys: pytest.CaptureFixture[str]) -> None:
+    status = bench_main.main(["--profile", "oslo_request_id", "--profile-calls", "20"])
+
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "Profiled own time per request" in out
+    assert "ncalls" in out
