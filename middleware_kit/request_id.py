@@ -1,0 +1,163 @@
+"""``request_id``: give every request an id, answer it in a header, put it in the logs.
+
+- Every request gets a fresh ``req-<uuid4>`` (lowercase, 8-4-4-4-12) in
+  ``environ['openstack.request_id']`` and the response carries it in
+  ``x-openstack-request-id``. If the app already set that header, its value is kept.
+- ``compat_headers`` names more response headers that carry the same id (the one the
+  response has in ``x-openstack-request-id``); the app's own values of those headers
+  are replaced, so that every id header of a response agrees.
+- An inbound ``X-OpenStack-Request-ID`` is stored in
+  ``environ['openstack.global_request_id']`` only when it is exactly ``req-<uuid4>``
+  in lowercase; anything else is ignored and never echoed. It never replaces the local id.
+- :class:`RequestIdLogFilter` makes ``%(request_id)s`` and ``%(global_request_id)s``
+  usable in log formats: the ids of the request being handled (per thread and per
+  eventlet green thread, through ``contextvars``), ``-`` outside a request. Records
+  logged with ``extra={"request_id": ...}`` keep their own value.
+
+::
+
+    [filter:request_id]
+    use = egg:middleware_kit#request_id
+    compat_headers = x-compute-request-id
+
+Options:
+
+``compat_headers`` (header names separated by commas and/or white space; default none)
+    More response headers carrying the request id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from middleware_kit._config import parse_options, string_list
+from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
+
+# Read by oslo.context, nova and middleware_kit.fault.
+REQUEST_ID_KEY = "openstack.request_id"
+# Read by oslo.context (RequestContext.from_environ) and the services that log it.
+GLOBAL_REQUEST_ID_KEY = "openstack.global_request_id"
+INBOUND_KEY = "HTTP_X_OPENSTACK_REQUEST_ID"
+HEADER = "x-openstack-request-id"
+NO_ID = "-"
+
+_GLOBAL_ID = re.compile(r"req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+# (request_id, global_request_id) of the request this thread or green thread handles.
+_CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "middleware_kit.request_id", default=None
+)
+
+
+def new_request_id() -> str:
+    """``req-`` and a random (version 4) UUID; cheaper than ``str(uuid.uuid4())``."""
+    h = os.urandom(16).hex()
+    return f"req-{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+class RequestId:
+    """Set ``openstack.request_id`` and answer it in ``x-openstack-request-id``."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        compat_headers: Iterable[str] = (),
+        id_factory: Callable[[], str] = new_request_id,
+    ) -> None:
+        self.app = app
+        self.id_factory = id_factory
+        self.compat_headers = tuple(
+            dict.fromkeys(h.lower() for h in compat_headers if h.lower() != HEADER)
+        )
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = environ[REQUEST_ID_KEY] = self.id_factory()
+        inbound = environ.get(INBOUND_KEY)
+        global_id = NO_ID
+        if isinstance(inbound, str) and _GLOBAL_ID.fullmatch(inbound):
+            global_id = environ[GLOBAL_REQUEST_ID_KEY] = inbound
+        compat = self.compat_headers
+
+        def start(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        ) -> Callable[[bytes], object]:
+            for name, value in headers:
+                if name.lower() == HEADER:
+                    break
+            else:
+                value = request_id
+                headers = [*headers, (HEADER, value)]
+            if compat:
+                headers = [(n, v) for n, v in headers if n.lower() not in compat]
+                headers.extend((name, value) for name in compat)
+            return start_response(status, headers, exc_info)
+
+        token = _CURRENT.set((request_id, global_id))
+        try:
+            body = self.app(environ, start)
+        except BaseException:
+            _CURRENT.reset(token)
+            raise
+        if type(body) is list:
+            _CURRENT.reset(token)
+            return body
+        return _Body(body, token)
+
+    @classmethod
+    def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> FilterFactory:
+        """Paste filter factory; options are parsed here, once."""
+        options = parse_options("request_id", local_conf, {"compat_headers": _header_names})
+        return lambda app: cls(app, **options)
+
+
+class _Body:
+    """The app's body, unchanged; the log ids stay set until the server closes it."""
+
+    def __init__(self, body: Iterable[bytes], token: contextvars.Token[Any]) -> None:
+        self.body = body
+        self.token = token
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.body)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.body, "close", None)
+            if close is not None:
+                close()
+        finally:
+            # ValueError: closed from another context, where our value was never set.
+            with contextlib.suppress(ValueError):
+                _CURRENT.reset(self.token)
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Add ``request_id`` and ``global_request_id`` to every record (``-`` outside one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = _CURRENT.get() or (NO_ID, NO_ID)
+        fields = record.__dict__
+        if "request_id" not in fields:
+            fields["request_id"] = ids[0]
+        if "global_request_id" not in fields:
+            fields["global_request_id"] = ids[1]
+        return True
+
+
+def _header_names(raw: str) -> tuple[str, ...]:
+    names = string_list(raw)
+    bad = [name for name in names if not _TOKEN.fullmatch(name)]
+    if bad:
+        raise ValueError(f"not a header name: {bad[0]!r}")
+    return names
+
+
+filter_factory = RequestId.factory

@@ -1,0 +1,62 @@
+"""Test-only paste apps for the request_id, catch_errors and faultwrap server tests.
+
+Referenced from inis as ``use = call:tests.support.apps:<factory>``; the served
+subprocess runs with the repository root as its working directory and on its path, so
+``tests`` is importable there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
+
+LOG = logging.getLogger("tests.support.apps")
+CHUNK = b"x" * 1024
+SECRET = "hunter2-secret"
+
+
+def logging_app_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
+    """Logs ``begin``, sleeps (a green sleep when monkey-patched), logs ``end``, then
+    logs ``body`` from inside a generator body; every line names the query string."""
+    pause_s = float(local_conf.get("pause_s", "0.05"))
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        marker = environ.get("QUERY_STRING", "")
+        LOG.info("begin %s", marker)
+        time.sleep(pause_s)
+        LOG.info("end %s", marker)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        LOG.info("body %s", marker)
+        yield marker.encode()
+
+    return app
+
+
+def raises_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
+    """Raises before ``start_response``, with a secret in the exception text."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError(f"boom with {SECRET}")
+
+    return app
+
+
+def raises_mid_body_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
+    """Starts a 200 (``content_length = false``: without Content-Length), sends two
+    chunks, then raises."""
+    with_length = local_conf.get("content_length", "true") == "true"
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        headers = [("Content-Type", "application/octet-stream")]
+        if with_length:
+            headers.append(("Content-Length", str(len(CHUNK) * 10)))
+        start_response("200 OK", headers)
+        yield CHUNK
+        yield CHUNK
+        raise RuntimeError(f"mid-body failure with {SECRET}")
+
+    return app
