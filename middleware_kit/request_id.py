@@ -28,6 +28,7 @@ Options:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import logging
@@ -50,6 +51,9 @@ NO_ID = "-"
 _GLOBAL_ID = re.compile(r"req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+ID_BATCH = 64
+_IDS: collections.deque[str] = collections.deque()
+os.register_at_fork(after_in_child=_IDS.clear)
 # (request_id, global_request_id) of the request this thread or green thread handles.
 _CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "middleware_kit.request_id", default=None
@@ -57,9 +61,21 @@ _CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVa
 
 
 def new_request_id() -> str:
-    """``req-`` and a random (version 4) UUID; cheaper than ``str(uuid.uuid4())``."""
-    h = os.urandom(16).hex()
-    return f"req-{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+    """``req-`` and a random (version 4) UUID, as ``uuid.uuid4()`` would give.
+
+    Made in batches from one ``os.urandom`` call: a third of ``uuid4()``'s cost. The
+    batch is a deque (``pop`` is atomic across threads), emptied in a forked child.
+    """
+    try:
+        return _IDS.pop()
+    except IndexError:
+        h = os.urandom(16 * ID_BATCH).hex()
+        _IDS.extend(
+            f"req-{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
+            f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
+            for i in range(0, 32 * ID_BATCH, 32)
+        )
+        return new_request_id()
 
 
 class RequestId:
@@ -89,15 +105,21 @@ class RequestId:
         def start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
-            for name, value in headers:
-                if name.lower() == HEADER:
-                    break
-            else:
+            value = None
+            stale = False
+            for name, header_value in headers:
+                lowered = name.lower()
+                if lowered == HEADER:
+                    value = header_value
+                elif lowered in compat:
+                    stale = True
+            if value is None:
                 value = request_id
                 headers = [*headers, (HEADER, value)]
+            if stale:
+                headers = [h for h in headers if h[0].lower() not in compat]
             if compat:
-                headers = [(n, v) for n, v in headers if n.lower() not in compat]
-                headers.extend((name, value) for name in compat)
+                headers = [*headers, *((name, value) for name in compat)]
             return start_response(status, headers, exc_info)
 
         token = _CURRENT.set((request_id, global_id))

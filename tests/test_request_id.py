@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import re
 import sys
 import uuid
@@ -21,6 +22,7 @@ from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import Environ, StartResponse
 from middleware_kit.request_id import (
     GLOBAL_REQUEST_ID_KEY,
+    ID_BATCH,
     REQUEST_ID_KEY,
     RequestId,
     RequestIdLogFilter,
@@ -83,12 +85,28 @@ def test_fresh_request_id_in_environ_and_header() -> None:
 
 
 def test_new_request_id_is_a_version_4_uuid() -> None:
-    ids = {new_request_id() for _ in range(200)}
-    assert len(ids) == 200
+    ids = {new_request_id() for _ in range(3 * ID_BATCH + 1)}
+    assert len(ids) == 3 * ID_BATCH + 1
     for request_id in ids:
         parsed = uuid.UUID(request_id.removeprefix("req-"))
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert request_id == f"req-{parsed}"
+
+
+def test_forked_child_does_not_reuse_the_parents_batch_of_ids() -> None:
+    new_request_id()  # the parent now holds a batch of ids made in advance
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write_end, new_request_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        child_id = pipe.read().decode()
+    os.waitpid(pid, 0)
+    parent_ids = {new_request_id() for _ in range(ID_BATCH)}
+    assert ID.fullmatch(child_id)
+    assert child_id not in parent_ids
 
 
 def test_id_factory_seam() -> None:
