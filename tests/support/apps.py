@@ -15,7 +15,7 @@ from typing import Any
 from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
 
 LOG = logging.getLogger("tests.support.apps")
-CHUNK = b"x" * 1024
+CHUNK = b"x" * 8192  # above eventlet's 4 KiB write buffer: the headers go out first
 SECRET = "hunter2-secret"
 
 
