@@ -293,7 +293,8 @@ def test_random_headers_with_a_failing_app_give_a_fault_not_an_exception(
 def failing_ini(tmp_path: Path) -> Path:
     ini = tmp_path / "failing.ini"
     ini.write_text(
-        "[composite:main]\nuse = egg:Paste#urlmap\n/raise = raise\n/mid = mid\n/chunked = chunked\n"
+        "[composite:main]\nuse = egg:Paste#urlmap\n"
+        "/raise = raise\n/mid = mid\n/chunked = chunked\n"
         "\n[pipeline:raise]\npipeline = catch_errors request_id raises\n"
         "\n[pipeline:mid]\npipeline = catch_errors request_id mid_body\n"
         "\n[pipeline:chunked]\npipeline = catch_errors request_id mid_body_chunked\n"
