@@ -60,3 +60,24 @@ def raises_mid_body_factory(global_conf: dict[str, Any], **local_conf: str) -> W
         raise RuntimeError(f"mid-body failure with {SECRET}")
 
     return app
+
+
+class CodedError(Exception):
+    """An exception in nova's style: ``code``, ``headers`` and ``safe`` attributes."""
+
+    def __init__(self, message: str, code: int, headers: dict[str, str], safe: bool) -> None:
+        super().__init__(message)
+        self.code, self.headers, self.safe = code, headers, safe
+
+
+def coded_error_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
+    """Raises :class:`CodedError` with ``code`` (default 429), ``retry_after`` (default
+    7) and ``safe`` (default false) from the app section."""
+    code = int(local_conf.get("code", "429"))
+    headers = {"Retry-After": local_conf.get("retry_after", "7")}
+    safe = local_conf.get("safe", "false") == "true"
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise CodedError(f"coded failure with {SECRET}", code, headers, safe)
+
+    return app
