@@ -50,8 +50,11 @@ NO_ID = "-"
 
 _GLOBAL_ID = re.compile(r"req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}")
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
-ID_BATCH = 64
+ID_BATCH = 256
+_TEMPLATE = b"req-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+_DIGIT_POSITIONS = [i for i, char in enumerate(_TEMPLATE) if char == ord("x")]
+_VERSION_4 = bytes(b & 0x0F | 0x40 for b in range(256))
+_VARIANT_RFC_4122 = bytes(b & 0x3F | 0x80 for b in range(256))
 _IDS: collections.deque[str] = collections.deque()
 os.register_at_fork(after_in_child=_IDS.clear)
 # (request_id, global_request_id) of the request this thread or green thread handles.
@@ -63,19 +66,24 @@ _CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVa
 def new_request_id() -> str:
     """``req-`` and a random (version 4) UUID, as ``uuid.uuid4()`` would give.
 
-    Made in batches from one ``os.urandom`` call: a third of ``uuid4()``'s cost. The
-    batch is a deque (``pop`` is atomic across threads), emptied in a forked child.
+    Made ``ID_BATCH`` at a time from one ``os.urandom`` call, the digits put in place
+    column by column (32 slice assignments per batch, not per id): a tenth of
+    ``uuid4()``'s cost. The batch is a deque (``pop`` is atomic across threads),
+    emptied in a forked child so that workers never share ids.
     """
     try:
         return _IDS.pop()
     except IndexError:
-        h = os.urandom(16 * ID_BATCH).hex()
-        _IDS.extend(
-            f"req-{h[i : i + 8]}-{h[i + 8 : i + 12]}-4{h[i + 13 : i + 16]}-"
-            f"{_VARIANT[h[i + 16]]}{h[i + 17 : i + 20]}-{h[i + 20 : i + 32]}"
-            for i in range(0, 32 * ID_BATCH, 32)
-        )
-        return new_request_id()
+        raw = bytearray(os.urandom(16 * ID_BATCH))
+        raw[6::16] = raw[6::16].translate(_VERSION_4)
+        raw[8::16] = raw[8::16].translate(_VARIANT_RFC_4122)
+        digits = raw.hex().encode()
+        out = bytearray(_TEMPLATE * ID_BATCH)
+        for column, position in enumerate(_DIGIT_POSITIONS):
+            out[position :: len(_TEMPLATE)] = digits[column::32]
+        text, size = out.decode(), len(_TEMPLATE)
+        _IDS.extend(text[i : i + size] for i in range(0, len(text), size))
+        return _IDS.pop()
 
 
 class RequestId:
