@@ -1,8 +1,10 @@
 """The ``middleware-kit`` command.
 
-``middleware-kit serve [INI] [--name NAME] [--host H] [--port P] [--set KEY=VALUE ...]``
-loads a paste ini (the bundled nova-style example when INI is omitted) and serves it
-with the eventlet server. A problem with the ini is one line on stderr and exit 2.
+``middleware-kit serve [INI] [--name NAME] [--host H] [--port P] [--set KEY=VALUE ...]
+[--socket-timeout SECONDS]`` loads a paste ini (the bundled nova-style example when INI
+is omitted) and serves it with the eventlet server; a client socket silent for
+``--socket-timeout`` seconds (default 60) is closed. A problem with the ini is one line
+on stderr and exit 2.
 
 ``middleware-kit inspect [INI] [--name NAME] [--set KEY=VALUE ...] [--format text|json]
 [--strict]`` shows and checks what the ini builds (``middleware_kit.inspector``).
@@ -72,6 +74,13 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     serve.add_argument("--pool-size", type=int, default=1000, help="green threads")
     serve.add_argument(
+        "--socket-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="close a client socket silent for this long (default: 60)",
+    )
+    serve.add_argument(
         "--set",
         dest="settings",
         action="append",
@@ -115,7 +124,14 @@ def _serve(args: argparse.Namespace) -> int:
         shown = f"[{host}]" if ":" in host else host
         print(f"Serving {args.name} on http://{shown}:{port}/", flush=True)
 
-    serve(app, args.host, args.port, pool_size=args.pool_size, on_listen=announce)
+    serve(
+        app,
+        args.host,
+        args.port,
+        pool_size=args.pool_size,
+        socket_timeout_s=args.socket_timeout,
+        on_listen=announce,
+    )
     return 0
 
 
