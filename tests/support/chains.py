@@ -1,0 +1,71 @@
+"""The chains the robustness tests (faults, load, hostile input, fuzz) run.
+
+``CHAIN`` is the one line to change when more filters land: every robustness test
+builds it, served (``chain_ini``) or in-process (``build_chain``), with the options of
+``OPTIONS``. Filters are found through their ``paste.filter_factory`` entry points, as
+PasteDeploy finds them for ``egg:middleware_kit#<name>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import metadata
+
+from middleware_kit._wsgi import WSGIApp
+
+# Outermost first, the app excluded.
+CHAIN = "catch_errors request_id faultwrap"
+
+# Options of each filter, as an ini's [filter:<name>] section would give them.
+OPTIONS: dict[str, dict[str, str]] = {}
+
+
+def names(chain: str = CHAIN) -> list[str]:
+    return chain.split()
+
+
+def build_chain(
+    app: WSGIApp,
+    chain: str = CHAIN,
+    options: Mapping[str, Mapping[str, str]] | None = None,
+) -> WSGIApp:
+    """``app`` wrapped in the filters of ``chain`` (the first listed is outermost)."""
+    options = OPTIONS if options is None else options
+    factories = {ep.name: ep for ep in metadata.entry_points(group="paste.filter_factory")}
+    for name in reversed(names(chain)):
+        make_filter = factories[name].load()({}, **options.get(name, {}))
+        app = make_filter(app)
+    return app
+
+
+def filter_sections(
+    chain: str = CHAIN, options: Mapping[str, Mapping[str, str]] | None = None
+) -> str:
+    """The ``[filter:<name>]`` sections of an ini for ``chain``."""
+    options = OPTIONS if options is None else options
+    lines: list[str] = []
+    for name in names(chain):
+        lines += ["", f"[filter:{name}]", f"use = egg:middleware_kit#{name}"]
+        lines += [f"{key} = {value}" for key, value in options.get(name, {}).items()]
+    return "\n".join(lines) + "\n"
+
+
+def chain_ini(
+    app_use: str = "egg:middleware_kit#demo",
+    chain: str = CHAIN,
+    options: Mapping[str, Mapping[str, str]] | None = None,
+    *,
+    mounts: Mapping[str, str] | None = None,
+) -> str:
+    """An ini serving ``chain`` in front of ``app_use`` at ``/``.
+
+    ``mounts`` adds prefixes served by a bare app (``{"/_stats": "call:..."}``), outside
+    the chain: test instruments, not part of what is tested.
+    """
+    lines = ["[composite:main]", "use = egg:Paste#urlmap", "/ = api"]
+    lines += [f"{prefix} = mount{i}" for i, prefix in enumerate(mounts or {})]
+    lines += ["", "[pipeline:api]", f"pipeline = {chain} app"]
+    lines += ["", "[app:app]", f"use = {app_use}"]
+    for i, use in enumerate((mounts or {}).values()):
+        lines += ["", f"[app:mount{i}]", f"use = {use}"]
+    return "\n".join(lines) + "\n" + filter_sections(chain, options)
