@@ -31,7 +31,12 @@ def build_chain(
 ) -> WSGIApp:
     """``app`` wrapped in the filters of ``chain`` (the first listed is outermost)."""
     options = OPTIONS if options is None else options
-    factories = {ep.name: ep for ep in metadata.entry_points(group="paste.filter_factory")}
+    # Ours only: oslo.middleware registers names of its own (request_id, sizelimit ...).
+    factories = {
+        ep.name: ep
+        for ep in metadata.entry_points(group="paste.filter_factory")
+        if ep.value.startswith("middleware_kit.")
+    }
     for name in reversed(names(chain)):
         make_filter = factories[name].load()({}, **options.get(name, {}))
         app = make_filter(app)
@@ -57,15 +62,19 @@ def chain_ini(
     *,
     mounts: Mapping[str, str] | None = None,
 ) -> str:
-    """An ini serving ``chain`` in front of ``app_use`` at ``/``.
+    """An ini whose ``main`` is ``chain`` in front of ``app_use``: the chain outermost.
 
-    ``mounts`` adds prefixes served by a bare app (``{"/_stats": "call:..."}``), outside
-    the chain: test instruments, not part of what is tested.
+    ``mounts`` (``{"/_stats": "call:..."}``) puts a Paste urlmap in front instead, with
+    the chain at ``/`` and each mount a bare app beside it: test instruments, not part
+    of what is tested.
     """
-    lines = ["[composite:main]", "use = egg:Paste#urlmap", "/ = api"]
-    lines += [f"{prefix} = mount{i}" for i, prefix in enumerate(mounts or {})]
-    lines += ["", "[pipeline:api]", f"pipeline = {chain} app"]
+    if mounts:
+        lines = ["[composite:main]", "use = egg:Paste#urlmap", "/ = api"]
+        lines += [f"{prefix} = mount{i}" for i, prefix in enumerate(mounts)]
+        lines += ["", "[pipeline:api]", f"pipeline = {chain} app"]
+        for i, use in enumerate(mounts.values()):
+            lines += ["", f"[app:mount{i}]", f"use = {use}"]
+    else:
+        lines = ["[pipeline:main]", f"pipeline = {chain} app"]
     lines += ["", "[app:app]", f"use = {app_use}"]
-    for i, use in enumerate((mounts or {}).values()):
-        lines += ["", f"[app:mount{i}]", f"use = {use}"]
     return "\n".join(lines) + "\n" + filter_sections(chain, options)
