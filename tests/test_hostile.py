@@ -22,49 +22,31 @@ import re
 import socket
 import string
 import sys
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from middleware_kit import fault
-from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
-from middleware_kit.demo import Demo
-from tests.support import hostile_apps
-from tests.support.chains import build_chain, chain_ini
+from middleware_kit._wsgi import Environ, WSGIApp
+from tests.support.chains import chain_ini
+from tests.support.properties import (
+    CREDENTIAL_HEADERS,
+    KNOWN_HEADERS,
+    METHODS,
+    SECRET_PREFIX,
+    Outcome,
+    Recorder,
+    assert_fault_format,
+    assert_no_credential_leaks,
+    assert_valid_response,
+    call,
+    downstream_chains,
+)
 from tests.support.servers import LOOPBACK, ServedApp, served
 
-STATUS = re.compile(r"[1-5][0-9]{2} [^\x00-\x1f\x7f]*")
-TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-FIELD_VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
-SECRET_PREFIX = "s3cr3t-"
 LATIN1 = st.characters(min_codepoint=0, max_codepoint=255)
-
-
-# --- downstream apps ---------------------------------------------------------------
-
-
-class Recorder:
-    """Answers 200; keeps the environ that reached it and how many body bytes it read."""
-
-    def __init__(self) -> None:
-        self.environ: Environ | None = None
-        self.body_bytes = 0
-
-    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        self.environ = dict(environ)
-        self.body_bytes = len(environ["wsgi.input"].read())
-        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
-        return [b"ok"]
-
-
-def _hostile(factory_name: str) -> WSGIApp:
-    app: WSGIApp = getattr(hostile_apps, factory_name)({})
-    return app
 
 
 @pytest.fixture(scope="module")
@@ -74,84 +56,10 @@ def recorder() -> Recorder:
 
 @pytest.fixture(scope="module")
 def chains(recorder: Recorder) -> dict[str, WSGIApp]:
-    """``CHAIN`` around each downstream app whose failure the chain answers itself.
-
-    Raising mid-body and never calling start_response are left to the server by
-    design; tests/test_faults.py covers them over HTTP.
-    """
-    downstream: dict[str, WSGIApp] = {
-        "recorder": recorder,
-        "demo": Demo(),
-        "raises": _hostile("raises_factory"),
-        "raises_first_chunk": _hostile("raises_on_first_chunk_factory"),
-        "non_iterable": _hostile("non_iterable_factory"),
-        # Raises after its first chunk: catch_errors logs (headers masked) and re-raises
-        # for the server to abort the response, the one exception meant to pass.
-        "raises_mid_body": _hostile("raises_mid_body_factory"),
-    }
-    return {name: build_chain(app) for name, app in downstream.items()}
+    return downstream_chains(recorder)
 
 
 # --- requests ----------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    status: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-def call(app: WSGIApp, environ: Environ) -> Outcome:
-    """Run ``app`` as a WSGI server does: the last start_response wins, then the body."""
-    started: list[tuple[str, list[tuple[str, str]]]] = []
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if started and exc_info is None:
-            raise AssertionError("start_response called twice without exc_info")
-        started.append((status, headers))
-        return lambda data: None
-
-    body: Iterable[bytes] = app(environ, start_response)
-    try:
-        data = b"".join(body)
-    finally:
-        close = getattr(body, "close", None)
-        if close is not None:
-            close()
-    assert started, "no start_response"
-    status, headers = started[-1]
-    return Outcome(status, headers, data)
-
-
-CREDENTIAL_HEADERS = (
-    "X-Auth-Token",
-    "X-Subject-Token",
-    "X-Service-Token",
-    "Authorization",
-    "Cookie",
-    "X-Api-Key",
-    "X-Password",
-)
-KNOWN_HEADERS = (
-    "Host",
-    "Accept",
-    "Content-Type",
-    "X-Forwarded-For",
-    "X-Forwarded-Host",
-    "X-Forwarded-Proto",
-    "Forwarded",
-    "X-Real-Ip",
-    "X-OpenStack-Request-ID",
-    "X-Identity-Status",
-    "X-User-Id",
-    "X-Project-Id",
-    "X-Roles",
-    "X-Service-Catalog",
-    "OpenStack-System-Scope",
-    "Expect",
-)
-METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT")
 
 header_value = st.one_of(
     st.text(LATIN1, max_size=40),
@@ -227,40 +135,9 @@ def requests(draw: st.DrawFn) -> tuple[Environ, list[str]]:
     return environ, [value for _, value in credentials] + [body_secret]
 
 
-def assert_valid_response(outcome: Outcome, environ: Environ) -> None:
-    assert STATUS.fullmatch(outcome.status), outcome.status
-    for name, value in outcome.headers:
-        assert isinstance(name, str) and TOKEN.fullmatch(name), name
-        assert isinstance(value, str) and FIELD_VALUE.fullmatch(value), (name, value)
-        value.encode("latin-1")
-    lengths = [v for n, v in outcome.headers if n.lower() == "content-length"]
-    if lengths and environ["REQUEST_METHOD"] != "HEAD":
-        assert lengths == [str(len(outcome.body))]
-
-
-def assert_fault_format(outcome: Outcome, environ: Environ) -> None:
-    code = int(outcome.status[:3])
-    if code < 400:
-        return
-    assert ("Content-Type", fault.CONTENT_TYPE) in outcome.headers
-    if environ["REQUEST_METHOD"] == "HEAD":
-        assert outcome.body == b""
-        return
-    document = json.loads(outcome.body)
-    assert isinstance(document, dict) and len(document) == 1
-    ((name, detail),) = document.items()
-    assert name == fault.FAULT_NAMES.get(code, fault.DEFAULT_FAULT_NAME)
-    assert detail["code"] == code and isinstance(detail["message"], str)
-
-
-def assert_no_credential_leaks(
-    credentials: list[str], outcome: Outcome, caplog: pytest.LogCaptureFixture
-) -> None:
-    logged = caplog.text + "".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
-    shown = outcome.body.decode("latin-1") + repr(outcome.headers)
-    for credential in credentials:
-        assert credential not in logged
-        assert credential not in shown
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every record as formatted (tracebacks included) and its raw attributes."""
+    return caplog.text + "".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records)
 
 
 # --- in-process properties ---------------------------------------------------------
@@ -290,12 +167,12 @@ def test_any_request_gets_a_valid_answer_and_leaks_no_credential(
         with pytest.raises(RuntimeError, match="middle of the body"):
             call(chains[downstream], environ)
         assert "aborted after the first body chunk" in caplog.text
-        assert_no_credential_leaks(credentials, Outcome("", [], b""), caplog)
+        assert_no_credential_leaks(credentials, Outcome("", [], b""), logged(caplog))
         return
     outcome = call(chains[downstream], environ)  # raises if anything escapes
     assert_valid_response(outcome, environ)
     assert_fault_format(outcome, environ)
-    assert_no_credential_leaks(credentials, outcome, caplog)
+    assert_no_credential_leaks(credentials, outcome, logged(caplog))
     if downstream in ("raises", "raises_first_chunk", "non_iterable"):
         assert outcome.status.startswith("500 ")
 
@@ -320,6 +197,17 @@ def test_the_app_sees_what_the_chain_lets_through(
     if "openstack.global_request_id" in seen:
         assert seen["openstack.global_request_id"] == inbound
     assert recorder.body_bytes <= len(sent["wsgi.input"].getvalue())
+
+
+def test_fuzz_target_holds_for_a_bounded_random_loop() -> None:
+    """benchmarks/fuzz_chain.py (make fuzz) decodes and checks; a smoke run keeps it honest."""
+    from benchmarks.fuzz_chain import Target, run_random
+
+    target = Target()
+    try:
+        assert run_random(target, seconds=60.0, runs=500, seed=9) == 500
+    finally:
+        target.close()
 
 
 # --- served: raw bytes on a socket -------------------------------------------------
