@@ -44,5 +44,12 @@ bench-quick: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak -s $(PYTEST_ARGS)
 
+# Coverage-guided fuzzing of the chain in-process for FUZZ_SECONDS (atheris; when it
+# cannot be installed, the target's bounded random loop). Not part of `make test`.
+FUZZ_SECONDS ?= 300
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]' || echo "atheris did not install: random loop"
+	$(BIN)/python -m benchmarks.fuzz_chain --seconds $(FUZZ_SECONDS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
