@@ -100,7 +100,8 @@ def test_serve_without_ini_serves_bundled_example() -> None:
             assert response.status == 204  # noauth hands out a token, as nova's did
             assert response.headers["X-Auth-Token"] == "admin:admin"
     finally:
-        assert stop_process(process) == 0
-    out, err = process.communicate(timeout=5)
+        status = stop_process(process)
+        out, err = process.communicate(timeout=5)  # also closes the pipes
+    assert status == 0, err
     assert f"Serving main on http://127.0.0.1:{port}/" in out
     assert "serves chain 'noauth'" in err
