@@ -1,0 +1,493 @@
+"""sizelimit: the option, Content-Length checks, the limited input, paste and eventlet."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import webob
+
+from middleware_kit._config import ConfigError
+from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
+from middleware_kit.catch_errors import CatchErrors
+from middleware_kit.faultwrap import FaultWrap
+from middleware_kit.request_id import RequestId
+from middleware_kit.sizelimit import RequestBodyTooLarge, SizeLimit, filter_factory
+
+LIMIT = 100
+TOO_LARGE = f"Request is larger than {LIMIT} bytes."
+Read = Callable[[Any, list[bytes]], None]  # reads a wsgi.input, appends every result
+
+
+def read_all(stream: Any, got: list[bytes]) -> None:
+    got.append(stream.read())
+
+
+def read_none(stream: Any, got: list[bytes]) -> None:
+    got.append(stream.read(None))
+
+
+def read_chunks(size: int) -> Read:
+    def read(stream: Any, got: list[bytes]) -> None:
+        while data := stream.read(size):
+            got.append(data)
+
+    return read
+
+
+def read_lines(stream: Any, got: list[bytes]) -> None:
+    while line := stream.readline():
+        got.append(line)
+
+
+def read_lines_of(size: int) -> Read:
+    def read(stream: Any, got: list[bytes]) -> None:
+        while line := stream.readline(size):
+            got.append(line)
+
+    return read
+
+
+def read_readlines(stream: Any, got: list[bytes]) -> None:
+    got.extend(stream.readlines())
+
+
+def read_iteration(stream: Any, got: list[bytes]) -> None:
+    for line in stream:
+        got.append(line)
+
+
+READS = [
+    pytest.param(read_all, id="read()"),
+    pytest.param(read_none, id="read(None)"),
+    pytest.param(read_chunks(1), id="read(1)"),
+    pytest.param(read_chunks(7), id="read(7)"),
+    pytest.param(read_chunks(LIMIT), id="read(limit)"),
+    pytest.param(read_chunks(LIMIT + 1), id="read(limit+1)"),
+    pytest.param(read_chunks(10_000), id="read(10000)"),
+    pytest.param(read_lines, id="readline()"),
+    pytest.param(read_lines_of(3), id="readline(3)"),
+    pytest.param(read_readlines, id="readlines()"),
+    pytest.param(read_iteration, id="iteration"),
+]
+
+
+class Reader:
+    """A downstream app that reads its body with ``read`` and records what it got.
+
+    ``swallow``: exceptions while reading are caught and the app answers 200 anyway;
+    ``start_first``: start_response is called before reading.
+    """
+
+    def __init__(
+        self, read: Read = read_all, *, swallow: bool = False, start_first: bool = False
+    ) -> None:
+        self.read, self.swallow, self.start_first = read, swallow, start_first
+        self.calls = 0
+        self.parts: list[bytes] = []
+        self.input: Any = None
+        self.raised: BaseException | None = None
+
+    @property
+    def got(self) -> bytes:
+        return b"".join(self.parts)
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        self.calls += 1
+        self.input = environ["wsgi.input"]
+        if self.start_first:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            self.read(self.input, self.parts)
+        except Exception as exc:
+            self.raised = exc
+            if not self.swallow:
+                raise
+        if not self.start_first:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(len(self.got)).encode()]
+
+
+def limited(app: WSGIApp, limit: int = LIMIT) -> SizeLimit:
+    return SizeLimit(app, max_request_body_size=limit)
+
+
+def post(body: bytes, **headers: str) -> webob.Request:
+    """A POST with a Content-Length (WebOb sets it from the body)."""
+    return webob.Request.blank("/v1/cats", method="POST", body=body, headers=headers)
+
+
+def chunked(body: bytes, method: str = "POST") -> webob.Request:
+    """A request as a server hands on a chunked one: no Content-Length, decoded input."""
+    request = webob.Request.blank(
+        "/v1/cats", method=method, headers={"Transfer-Encoding": "chunked"}
+    )
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    return request
+
+
+def respond(request: webob.Request, app: WSGIApp) -> webob.Response:
+    """The response as a server would send it: a start_response with ``exc_info``
+    before anything was sent replaces the first (WebOb re-raises it by default)."""
+    response: webob.Response = request.get_response(app, catch_exc_info=True)
+    return response
+
+
+def assert_fault(response: webob.Response, code: int, message: str | None = None) -> None:
+    name = {400: "badRequest", 413: "overLimit"}[code]
+    assert response.status_int == code
+    assert response.content_type == "application/json"
+    detail = response.json[name]
+    assert detail["code"] == code
+    if message is not None:
+        assert detail["message"] == message
+
+
+# --- the option --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(None, 114688, id="default"),
+        pytest.param("114688", 114688, id="bytes"),
+        pytest.param("112K", 114688, id="K"),
+        pytest.param("1M", 1024**2, id="M"),
+        pytest.param("2G", 2 * 1024**3, id="G"),
+        pytest.param("1kib", 1024, id="KiB"),
+        pytest.param("0", 0, id="off"),
+    ],
+)
+def test_option_parses_sizes(raw: str | None, expected: int) -> None:
+    conf = {} if raw is None else {"max_request_body_size": raw}
+    subject = filter_factory({}, **conf)(Reader())
+    assert isinstance(subject, SizeLimit)
+    assert subject.limit == expected
+
+
+@pytest.mark.parametrize("raw", ["12X", "-1", "1.5K", "", "K", "1 TB", "0x10"])
+def test_bad_size_fails_the_load_naming_option_and_value(raw: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        filter_factory({}, max_request_body_size=raw)
+    assert f"sizelimit: option max_request_body_size = {raw!r}" in str(error.value)
+
+
+def test_unknown_option_fails_the_load_with_a_suggestion() -> None:
+    with pytest.raises(ConfigError, match="did you mean 'max_request_body_size'"):
+        filter_factory({}, max_request_body_sise="1K")
+    assert filter_factory == SizeLimit.factory
+
+
+def test_negative_limit_is_refused_by_the_class() -> None:
+    with pytest.raises(ValueError, match="at least 0"):
+        SizeLimit(Reader(), max_request_body_size=-1)
+
+
+# --- Content-Length ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, LIMIT - 1, LIMIT], ids=["0", "1", "below", "equal"])
+def test_content_length_up_to_the_limit_passes(size: int) -> None:
+    app = Reader()
+    response = post(b"x" * size).get_response(limited(app))
+    assert (response.status_int, response.body) == (200, str(size).encode())
+    assert app.got == b"x" * size
+
+
+@pytest.mark.parametrize("size", [LIMIT + 1, 10 * LIMIT], ids=["one-more", "ten-times"])
+def test_content_length_above_the_limit_is_413_before_the_app(size: int) -> None:
+    app = Reader()
+    response = post(b"x" * size).get_response(limited(app))
+    assert_fault(response, 413, TOO_LARGE)
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize(
+    "length",
+    ["101", "0101", "99999999999999999999999999", "9" * 5000],
+    ids=["101", "leading-zero", "huge", "more-digits-than-int-reads"],
+)
+def test_large_content_length_values_are_413(length: str) -> None:
+    app = Reader()
+    request = post(b"")
+    request.environ["CONTENT_LENGTH"] = length
+    assert_fault(request.get_response(limited(app)), 413, TOO_LARGE)
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize(
+    "length",
+    [
+        pytest.param("abc", id="letters"),
+        pytest.param("-1", id="negative"),
+        pytest.param("1, 2", id="two-values"),
+        pytest.param("5,5", id="two-equal-values"),
+        pytest.param(" 5", id="leading-space"),
+        pytest.param("5 ", id="trailing-space"),
+        pytest.param("+5", id="plus"),
+        pytest.param("1_0", id="underscore"),
+        pytest.param("0x10", id="hex"),
+        pytest.param("1e2", id="exponent"),
+        pytest.param("5.0", id="decimal-point"),
+        pytest.param("\u0665", id="arabic-digit"),
+        pytest.param("\u00b2", id="superscript-two"),
+        pytest.param("5\r\nX-Evil: 1", id="crlf"),
+    ],
+)
+def test_malformed_content_length_is_400_before_the_app(length: str) -> None:
+    app = Reader()
+    request = post(b"12345")
+    request.environ["CONTENT_LENGTH"] = length
+    assert_fault(request.get_response(limited(app)), 400)
+    assert app.calls == 0
+
+
+@pytest.mark.parametrize("length", ["0", "5", "1000"])
+@pytest.mark.parametrize("encoding", ["chunked", "Chunked", "gzip, chunked"])
+def test_content_length_with_transfer_encoding_is_400(length: str, encoding: str) -> None:
+    app = Reader()
+    request = post(b"12345", **{"Transfer-Encoding": encoding})
+    request.environ["CONTENT_LENGTH"] = length
+    response = request.get_response(limited(app))
+    assert_fault(response, 400, "Content-Length and Transfer-Encoding are not allowed together.")
+    assert app.calls == 0
+
+
+def test_head_fault_has_no_body() -> None:
+    request = post(b"x" * (LIMIT + 1))
+    request.method = "HEAD"
+    response = request.get_response(limited(Reader()))
+    assert (response.status_int, response.body) == (413, b"")
+
+
+def test_fault_carries_the_request_id_of_request_id_outside() -> None:
+    app = RequestId(limited(Reader()), id_factory=lambda: "req-size")
+    response = post(b"x" * (LIMIT + 1)).get_response(app)
+    assert response.json["overLimit"]["request_id"] == "req-size"
+    assert response.headers["x-openstack-request-id"] == "req-size"
+
+
+def test_rejections_are_logged_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "middleware_kit.sizelimit")
+    post(b"x" * (LIMIT + 1)).get_response(limited(Reader()))
+    [record] = [r for r in caplog.records if r.name == "middleware_kit.sizelimit"]
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == f"POST '/v1/cats' answered 413: {TOO_LARGE}"
+
+
+# --- no body: no wrapping ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({}, id="no-headers"),
+        pytest.param({"CONTENT_LENGTH": ""}, id="empty-length"),
+        pytest.param({"CONTENT_LENGTH": "0"}, id="length-0"),
+        pytest.param({"CONTENT_LENGTH": "0", "HTTP_TRANSFER_ENCODING": ""}, id="empty-te"),
+    ],
+)
+def test_request_without_body_is_passed_untouched(environ: Environ) -> None:
+    app = Reader()
+    request = webob.Request.blank("/v1/cats")
+    request.environ.update(environ)
+    original = request.environ["wsgi.input"]
+    before = dict(request.environ)
+    response = request.get_response(limited(app))
+    assert response.status_int == 200
+    assert app.input is original
+    assert request.environ == before
+
+
+def test_body_with_content_length_is_not_wrapped() -> None:
+    app = Reader()
+    request = post(b"abc")
+    original = request.environ["wsgi.input"]
+    request.get_response(limited(app))
+    assert app.input is original
+
+
+def test_pass_through_returns_the_apps_body_itself() -> None:
+    body = [b"ok"]
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [])
+        return body
+
+    assert limited(app)({"REQUEST_METHOD": "GET"}, lambda *a: lambda d: None) is body
+
+
+# --- chunked: the limited input ----------------------------------------------------
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("size", [0, 1, LIMIT - 1, LIMIT], ids=["0", "1", "below", "equal"])
+def test_chunked_body_up_to_the_limit_is_read_whole(read: Read, size: int) -> None:
+    body = b"ab\ncd\n\nefg" * 20
+    app = Reader(read)
+    response = respond(chunked(body[:size]), limited(app))
+    assert (response.status_int, response.body) == (200, str(size).encode())
+    assert app.got == body[:size]
+    assert app.raised is None
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("size", [LIMIT + 1, 3 * LIMIT + 5], ids=["one-more", "three-times"])
+@pytest.mark.parametrize("swallow", [False, True], ids=["raises", "swallows"])
+def test_chunked_body_above_the_limit_is_413(read: Read, size: int, swallow: bool) -> None:
+    app = Reader(read, swallow=swallow)
+    response = respond(chunked((b"ab\ncd\n\nefg" * 100)[:size]), limited(app))
+    assert_fault(response, 413, TOO_LARGE)
+    assert isinstance(app.raised, RequestBodyTooLarge)
+    assert len(app.got) <= LIMIT
+
+
+@pytest.mark.parametrize("swallow", [False, True], ids=["raises", "swallows"])
+def test_overflow_after_start_response_is_still_413(swallow: bool) -> None:
+    app = Reader(swallow=swallow, start_first=True)
+    response = respond(chunked(b"x" * (LIMIT + 1)), limited(app))
+    assert_fault(response, 413, TOO_LARGE)
+
+
+def test_overflow_with_start_response_passes_exc_info() -> None:
+    calls: list[tuple[str, Any]] = []
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        calls.append((status, exc_info))
+        return lambda data: None
+
+    environ = chunked(b"x" * (LIMIT + 1)).environ
+    limited(Reader(swallow=True, start_first=True))(environ, start_response)
+    assert [status for status, _ in calls] == ["200 OK", "413 Request Entity Too Large"]
+    assert calls[0][1] is None
+    assert isinstance(calls[1][1][1], RequestBodyTooLarge)
+
+
+def test_app_turning_the_overflow_into_another_exception_still_gets_413() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except RequestBodyTooLarge:
+            raise RuntimeError("bad JSON") from None
+        return []
+
+    response = respond(chunked(b"x" * (LIMIT + 1)), limited(app))
+    assert_fault(response, 413, TOO_LARGE)
+
+
+def test_other_exceptions_of_the_app_pass_through_and_the_body_is_not_replaced() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.input"].read(5)
+        raise KeyError("app bug")
+
+    with pytest.raises(KeyError, match="app bug"):
+        limited(app)(chunked(b"x" * 10).environ, lambda *a: lambda d: None)
+
+
+def test_reads_after_the_overflow_keep_raising() -> None:
+    app = Reader(swallow=True)
+    request = chunked(b"x" * (LIMIT + 50))
+    respond(request, limited(app))
+    for again in (lambda s: s.read(), lambda s: s.read(0), lambda s: s.readline(), list):
+        with pytest.raises(RequestBodyTooLarge):
+            again(app.input)
+
+
+class Body:
+    """A generator body with a close() counter; reads ``read`` after ``before`` chunks."""
+
+    def __init__(self, environ: Environ, before: list[bytes]) -> None:
+        self.environ, self.before, self.closed = environ, before, 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self.before
+        yield str(len(self.environ["wsgi.input"].read())).encode()
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def streaming(before: list[bytes], bodies: list[Body]) -> WSGIApp:
+    def app(environ: Environ, start_response: StartResponse) -> Body:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        bodies.append(Body(environ, before))
+        return bodies[-1]
+
+    return app
+
+
+@pytest.mark.parametrize("before", [[], [b""], [b"", b""]], ids=["none", "empty", "two-empty"])
+def test_overflow_before_the_first_chunk_is_413_and_the_body_closed(
+    before: list[bytes],
+) -> None:
+    bodies: list[Body] = []
+    response = respond(chunked(b"x" * (LIMIT + 1)), limited(streaming(before, bodies)))
+    assert_fault(response, 413, TOO_LARGE)
+    assert bodies[0].closed == 1
+
+
+def test_overflow_after_the_first_chunk_raises_to_the_server() -> None:
+    bodies: list[Body] = []
+    app = limited(streaming([b"first"], bodies))
+    result = app(chunked(b"x" * (LIMIT + 1)).environ, lambda *a: lambda d: None)
+    chunks = iter(result)
+    assert next(chunks) == b"first"
+    with pytest.raises(RequestBodyTooLarge):
+        next(chunks)
+    getattr(result, "close")()  # noqa: B009 - the WSGI server's call
+    assert bodies[0].closed == 1
+
+
+def test_streamed_body_within_the_limit_is_whole() -> None:
+    bodies: list[Body] = []
+    app = limited(streaming([b"", b"first"], bodies))
+    response = respond(chunked(b"x" * LIMIT), app)
+    assert (response.status_int, response.body) == (200, b"first" + str(LIMIT).encode())
+    assert bodies[0].closed == 1
+
+
+@pytest.mark.parametrize(
+    "outer",
+    [
+        pytest.param(FaultWrap, id="faultwrap"),
+        pytest.param(CatchErrors, id="catch_errors"),
+    ],
+)
+def test_escaping_overflow_is_413_for_our_error_filters(outer: Callable[[WSGIApp], Any]) -> None:
+    # As it would escape from a nested app reading the limited input itself.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RequestBodyTooLarge(detail=TOO_LARGE)
+
+    response = respond(chunked(b""), outer(app))
+    assert response.status_int == 413
+
+
+@pytest.mark.parametrize("inner", [FaultWrap, CatchErrors], ids=["faultwrap", "catch_errors"])
+def test_an_inner_error_filter_answering_the_overflow_is_replaced_by_our_fault(
+    inner: Callable[[WSGIApp], WSGIApp],
+) -> None:
+    response = respond(chunked(b"x" * (LIMIT + 1)), limited(inner(Reader())))
+    assert_fault(response, 413, TOO_LARGE)
+
+
+def test_limit_off_neither_limits_nor_wraps() -> None:
+    app = Reader()
+    request = chunked(b"x" * 10_000)
+    original = request.environ["wsgi.input"]
+    response = respond(request, limited(app, 0))
+    assert (response.status_int, app.input) == (200, original)
+    assert post(b"x" * 10_000).get_response(limited(app, 0)).status_int == 200
+    bad = post(b"x")
+    bad.environ["CONTENT_LENGTH"] = "-1"
+    assert_fault(bad.get_response(limited(app, 0)), 400)
+
+
+@pytest.mark.parametrize("encoding", ["chunked", "CHUNKED", "gzip", "identity", " "])
+def test_any_transfer_encoding_without_length_is_limited(encoding: str) -> None:
+    app = Reader()
+    request = chunked(b"x" * (LIMIT + 1))
+    request.environ["HTTP_TRANSFER_ENCODING"] = encoding
+    assert_fault(respond(request, limited(app)), 413, TOO_LARGE)
