@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import webob
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from paste.deploy import loadapp
 
 from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
@@ -491,3 +495,185 @@ def test_any_transfer_encoding_without_length_is_limited(encoding: str) -> None:
     request = chunked(b"x" * (LIMIT + 1))
     request.environ["HTTP_TRANSFER_ENCODING"] = encoding
     assert_fault(respond(request, limited(app)), 413, TOO_LARGE)
+
+
+# --- paste --------------------------------------------------------------------------
+
+PASTE_INI = """\
+[pipeline:main]
+pipeline = request_id sizelimit reader
+
+[filter:request_id]
+use = egg:middleware_kit#request_id
+
+[filter:sizelimit]
+{load}
+max_request_body_size = 1K
+
+[app:reader]
+use = call:tests.support.apps:body_length_factory
+swallow = {swallow}
+"""
+LOADS = [
+    pytest.param("use = egg:middleware_kit#sizelimit", id="egg"),
+    pytest.param(
+        "paste.filter_factory = middleware_kit.sizelimit:SizeLimit.factory", id="class-factory"
+    ),
+]
+
+
+def with_length(length: str, body: bytes = b"x" * 1024) -> webob.Request:
+    request = post(body)
+    request.environ["CONTENT_LENGTH"] = length
+    return request
+
+
+def both_headers() -> webob.Request:
+    request = post(b"x" * 10, **{"Transfer-Encoding": "chunked"})
+    return request
+
+
+PASTE_CASES = [
+    pytest.param(lambda: webob.Request.blank("/"), (200, "0"), id="get"),
+    pytest.param(lambda: post(b"x" * 1024), (200, "1024"), id="length-equal"),
+    pytest.param(lambda: post(b"x" * 1025), (413, "overLimit"), id="length-above"),
+    pytest.param(lambda: with_length("1, 2"), (400, "badRequest"), id="length-two-values"),
+    pytest.param(lambda: with_length("-1"), (400, "badRequest"), id="length-negative"),
+    pytest.param(both_headers, (400, "badRequest"), id="length-and-chunked"),
+    pytest.param(lambda: chunked(b"x" * 1024), (200, "1024"), id="chunked-equal"),
+    pytest.param(lambda: chunked(b"x" * 1025), (413, "overLimit"), id="chunked-above"),
+]
+
+
+@pytest.fixture(params=LOADS)
+def load(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.mark.parametrize("swallow", ["false", "true"], ids=["raises", "swallows"])
+@pytest.mark.parametrize(("make", "expected"), PASTE_CASES)
+def test_through_paste(
+    tmp_path: Path,
+    load: str,
+    swallow: str,
+    make: Callable[[], webob.Request],
+    expected: tuple[int, str],
+) -> None:
+    status, answer = expected
+    ini = tmp_path / "api.ini"
+    ini.write_text(PASTE_INI.format(load=load, swallow=swallow))
+    app = loadapp(f"config:{ini}")
+    response = respond(make(), app)
+    assert response.status_int == status
+    if status == 200:
+        assert response.text == answer
+        return
+    detail = response.json[answer]
+    assert detail["request_id"] == response.headers["x-openstack-request-id"]
+    if status == 413:
+        assert detail["message"] == "Request is larger than 1024 bytes."
+
+
+def test_paste_bad_size_fails_the_load(tmp_path: Path) -> None:
+    ini = tmp_path / "api.ini"
+    ini.write_text(PASTE_INI.format(load=LOADS[0].values[0], swallow="false"))
+    ini.write_text(ini.read_text().replace("= 1K", "= 12X"))
+    with pytest.raises(ConfigError, match="max_request_body_size = '12X'"):
+        loadapp(f"config:{ini}")
+
+
+# --- properties ---------------------------------------------------------------------
+
+header_values = st.one_of(
+    st.none(),
+    st.integers(-5, 500).map(str),
+    st.text(alphabet="0123456789 ,-+_.xe\t", max_size=8),
+    st.text(st.characters(max_codepoint=0x3000, exclude_categories=["Cs"]), max_size=8),
+)
+encodings = st.one_of(
+    st.none(),
+    st.sampled_from(["chunked", "Chunked", "gzip, chunked", "identity", "", " "]),
+    st.text(max_size=10),
+)
+
+
+def expected_status(length: str | None, encoding: str | None, body: bytes, limit: int) -> int:
+    """The contract, written out: what a request should get."""
+    if not encoding:
+        if not length:
+            return 200
+        if not (length.isascii() and length.isdigit()):
+            return 400
+        return 413 if limit and int(length) > limit else 200
+    if length:
+        return 400
+    return 413 if limit and len(body) > limit else 200
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    length=header_values,
+    encoding=encodings,
+    body=st.binary(max_size=300),
+    limit=st.integers(0, 200),
+    swallow=st.booleans(),
+)
+def test_random_headers_never_give_a_500_or_an_exception(
+    length: str | None, encoding: str | None, body: bytes, limit: int, swallow: bool
+) -> None:
+    request = webob.Request.blank("/", method="POST")
+    request.environ["wsgi.input"] = io.BytesIO(body)
+    if length is not None:
+        request.environ["CONTENT_LENGTH"] = length
+    if encoding is not None:
+        request.environ["HTTP_TRANSFER_ENCODING"] = encoding
+    app = Reader(read_chunks(37), swallow=swallow)
+    response = respond(request, limited(app, limit))
+    assert response.status_int == expected_status(length, encoding, body, limit)
+    if response.status_int != 200:
+        [(_, detail)] = response.json.items()
+        assert detail["code"] == response.status_int
+    if encoding and limit:
+        assert len(app.got) <= limit
+
+
+OPERATIONS = {
+    "read": lambda stream, n: [stream.read(n)],
+    "readline": lambda stream, n: [stream.readline(n)],
+    "readlines": lambda stream, n: stream.readlines(n),
+    "iterate": lambda stream, n: list(stream),
+    "next": lambda stream, n: [next(iter(stream), b"")],
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=st.binary(max_size=400).map(lambda b: b.replace(b"\x00", b"\n")),
+    limit=st.integers(1, 250),
+    calls=st.lists(
+        st.tuples(st.sampled_from(sorted(OPERATIONS)), st.none() | st.integers(-2, 300)),
+        min_size=1,
+        max_size=12,
+    ),
+    swallow=st.booleans(),
+)
+def test_the_app_never_gets_more_than_the_limit(
+    body: bytes, limit: int, calls: list[tuple[str, int | None]], swallow: bool
+) -> None:
+    def read(stream: Any, got: list[bytes]) -> None:
+        for name, size in calls:
+            got.extend(OPERATIONS[name](stream, size))
+
+    app = Reader(read, swallow=swallow)
+    response = respond(chunked(body), limited(app, limit))
+    assert len(app.got) <= limit
+    assert app.got == body[: len(app.got)]
+    if app.raised is not None:
+        assert isinstance(app.raised, RequestBodyTooLarge)
+        assert len(body) > limit
+        assert_fault(response, 413, f"Request is larger than {limit} bytes.")
+    else:
+        assert response.status_int == 200
+    if len(body) <= limit:
+        assert app.raised is None
