@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import io
+import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from middleware_kit.catch_errors import CatchErrors
 from middleware_kit.faultwrap import FaultWrap
 from middleware_kit.request_id import RequestId
 from middleware_kit.sizelimit import RequestBodyTooLarge, SizeLimit, filter_factory
+from tests.support.apps import CHUNK
+from tests.support.servers import LOOPBACK, served
 
 LIMIT = 100
 TOO_LARGE = f"Request is larger than {LIMIT} bytes."
@@ -677,3 +683,119 @@ def test_the_app_never_gets_more_than_the_limit(
         assert response.status_int == 200
     if len(body) <= limit:
         assert app.raised is None
+
+
+# --- served: real chunked requests against the eventlet server ----------------------
+
+SERVED_INI = """\
+[composite:main]
+use = egg:Paste#urlmap
+/read = read
+/swallow = swallow
+/stream = stream
+
+[pipeline:read]
+pipeline = request_id sizelimit reader
+
+[pipeline:swallow]
+pipeline = request_id sizelimit swallower
+
+[pipeline:stream]
+pipeline = request_id sizelimit streamer
+
+[filter:request_id]
+use = egg:middleware_kit#request_id
+
+[filter:sizelimit]
+use = egg:middleware_kit#sizelimit
+max_request_body_size = 1K
+
+[app:reader]
+use = call:tests.support.apps:body_length_factory
+
+[app:swallower]
+use = call:tests.support.apps:body_length_factory
+swallow = true
+
+[app:streamer]
+use = call:tests.support.apps:body_length_factory
+stream_first = true
+"""
+
+
+@contextlib.contextmanager
+def send_chunked(
+    port: int, path: str, body: bytes, piece: int = 300
+) -> Iterator[http.client.HTTPResponse]:
+    """POST ``body`` with ``Transfer-Encoding: chunked``, in chunks of ``piece`` bytes."""
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=10)
+    try:
+        connection.request(
+            "POST",
+            path,
+            body=iter([body[i : i + piece] for i in range(0, len(body), piece)]),
+            headers={"Transfer-Encoding": "chunked", "Content-Type": "application/octet-stream"},
+            encode_chunked=True,
+        )
+        with connection.getresponse() as response:
+            yield response
+    finally:
+        connection.close()
+
+
+def got_by_request(log: str) -> dict[str, int]:
+    """Request id -> bytes the app logged it got."""
+    return {rid: int(n) for rid, n in re.findall(r"\[(req-[0-9a-f-]+)\] got (\d+) bytes", log)}
+
+
+@pytest.mark.server
+def test_served_chunked_bodies(tmp_path: Path) -> None:
+    ini = tmp_path / "sizelimit.ini"
+    ini.write_text(SERVED_INI)
+    answers: dict[str, tuple[int, str, bytes]] = {}
+    with served(ini) as server:
+        for name, path, size in [
+            ("below", "/read", 1000),
+            ("equal", "/read", 1024),
+            ("above", "/read", 5000),
+            ("swallowed", "/swallow", 5000),
+            ("far-above", "/read", 300_000),
+        ]:
+            with send_chunked(server.port, path, b"x" * size) as response:
+                rid = response.getheader("x-openstack-request-id") or ""
+                answers[name] = (response.status, rid, response.read())
+        length_status, _, length_body = server.request("/read", method="POST", body=b"x" * 1025)
+        server.stop()
+        got = got_by_request(server.output())
+    assert answers["below"][0::2] == (200, b"1000")
+    assert answers["equal"][0::2] == (200, b"1024")
+    for name in ("above", "swallowed", "far-above"):
+        status, rid, body = answers[name]
+        assert status == 413, name
+        detail = json.loads(body)["overLimit"]
+        assert detail == {
+            "code": 413,
+            "message": "Request is larger than 1024 bytes.",
+            "request_id": rid,
+        }
+        assert got[rid] <= 1024, name
+    assert length_status == 413
+    assert json.loads(length_body)["overLimit"]["code"] == 413
+
+
+@pytest.mark.server
+def test_served_overflow_after_the_first_chunk_aborts_the_response(tmp_path: Path) -> None:
+    ini = tmp_path / "sizelimit.ini"
+    ini.write_text(SERVED_INI)
+    with served(ini) as server:
+        with send_chunked(server.port, "/stream", b"x" * 5000) as response:
+            assert response.status == 200
+            with pytest.raises(http.client.IncompleteRead) as aborted:
+                response.read()
+        with send_chunked(server.port, "/stream", b"x" * 1024) as response:
+            whole = (response.status, response.read())
+        server.stop()
+        got = sorted(got_by_request(server.output()).values())
+    assert aborted.value.partial.startswith(CHUNK)
+    assert whole == (200, CHUNK + b"1024")
+    assert got == [1000, 1024]
