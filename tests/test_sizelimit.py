@@ -473,6 +473,8 @@ def test_escaping_overflow_is_413_for_our_error_filters(outer: Callable[[WSGIApp
 
     response = respond(chunked(b""), outer(app))
     assert response.status_int == 413
+    if outer is FaultWrap:
+        assert_fault(response, 413, TOO_LARGE)
 
 
 @pytest.mark.parametrize("inner", [FaultWrap, CatchErrors], ids=["faultwrap", "catch_errors"])
