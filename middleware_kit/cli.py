@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -112,6 +113,9 @@ def _configure_logging(level: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    # eventlet 0.40+ warns at import that it is in maintenance mode; on an operator's
+    # terminal that many-line notice would bury the one line a bad ini deserves.
+    warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
     import eventlet
 
     # Before the app loads, so that redis, memcached and HTTP clients go green.

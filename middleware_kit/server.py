@@ -44,7 +44,9 @@ def serve(
     import eventlet
     import eventlet.wsgi
 
-    sock = eventlet.listen((host, port), family=_family(host))
+    # No SO_REUSEPORT (eventlet's default on Linux): a second server on a taken port
+    # must fail, not quietly share the traffic with the first.
+    sock = eventlet.listen((host, port), family=_family(host), reuse_port=False)
     bound_host, bound_port = sock.getsockname()[:2]
     pool = eventlet.GreenPool(pool_size)
     if on_listen is not None:

@@ -1,4 +1,4 @@
-"""Test-only paste apps for the request_id, catch_errors and faultwrap server tests.
+"""Test-only paste apps for the request_id, catch_errors, faultwrap and sizelimit server tests.
 
 Referenced from inis as ``use = call:tests.support.apps:<factory>``; the served
 subprocess runs with the repository root as its working directory and on its path, so
@@ -79,5 +79,41 @@ def coded_error_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIA
 
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         raise CodedError(f"coded failure with {SECRET}", code, headers, safe)
+
+    return app
+
+
+def body_length_factory(global_conf: dict[str, Any], **local_conf: str) -> WSGIApp:
+    """Reads ``wsgi.input`` 1000 bytes at a time, logs ``got N bytes`` and answers N.
+
+    ``swallow = true``: an exception while reading is caught (the app answers what it
+    got, as a careless app would). ``stream_first = true``: a generator body that sends
+    a first chunk before it reads (an overflow then aborts the response).
+    """
+    swallow = local_conf.get("swallow", "false") == "true"
+    stream_first = local_conf.get("stream_first", "false") == "true"
+
+    def read_all(environ: Environ) -> int:
+        got = 0
+        try:
+            while data := environ["wsgi.input"].read(1000):
+                got += len(data)
+        except Exception:
+            LOG.info("got %d bytes, then the input raised", got)
+            if not swallow:
+                raise
+        else:
+            LOG.info("got %d bytes", got)
+        return got
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        if stream_first:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield CHUNK
+            yield str(read_all(environ)).encode()
+            return
+        got = read_all(environ)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield str(got).encode()
 
     return app
