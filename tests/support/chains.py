@@ -14,10 +14,15 @@ from importlib import metadata
 from middleware_kit._wsgi import WSGIApp
 
 # Outermost first, the app excluded.
-CHAIN = "catch_errors request_id faultwrap"
+CHAIN = "catch_errors request_id faultwrap sizelimit"
+
+# Small, so that generated bodies cross it.
+MAX_REQUEST_BODY_SIZE = 512
 
 # Options of each filter, as an ini's [filter:<name>] section would give them.
-OPTIONS: dict[str, dict[str, str]] = {}
+OPTIONS: dict[str, dict[str, str]] = {
+    "sizelimit": {"max_request_body_size": str(MAX_REQUEST_BODY_SIZE)},
+}
 
 
 def names(chain: str = CHAIN) -> list[str]:
