@@ -9,7 +9,8 @@ recorder, the demo, or one that fails), and sent through ``tests.support.chains.
 as a WSGI server would send it. Checked for every input (``tests/support/properties.py``,
 the same properties as tests/test_hostile.py): nothing escapes the outermost filter
 (but the designed mid-body abort), the status and headers are valid HTTP, every error
-is our fault format, no credential appears in a log record or in the response.
+is our fault format, no credential appears in a log record or in the response, the
+app never reads more than sizelimit's ``max_request_body_size``.
 
 With atheris (``pip install atheris``), libFuzzer mutates the inputs, guided by the
 coverage of the Python code, for ``--seconds`` (``-max_total_time``); a failing input
@@ -21,7 +22,6 @@ ends first, and prints the failing input in hex. Exit status 1 on a failure.
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import random
 import sys
@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from middleware_kit._wsgi import Environ, WSGIApp
+from tests.support.chains import MAX_REQUEST_BODY_SIZE, names
 from tests.support.properties import (
     CREDENTIAL_HEADERS,
     KNOWN_HEADERS,
@@ -41,6 +42,7 @@ from tests.support.properties import (
     assert_no_credential_leaks,
     call_downstream,
     downstream_chains,
+    server_input,
 )
 
 DEFAULT_SECONDS = 60.0
@@ -119,7 +121,7 @@ def decode(data: bytes, downstream: Sequence[str]) -> tuple[str, Environ, list[s
         environ["CONTENT_LENGTH"] = reader.pick(LENGTHS, 24)
     if reader.byte() % 4 == 0:
         environ["HTTP_TRANSFER_ENCODING"] = reader.pick(ENCODINGS, 24)
-    environ["wsgi.input"] = io.BytesIO(data[reader.pos :])
+    environ["wsgi.input"] = server_input(environ, data[reader.pos :])
     return app, environ, credentials
 
 
@@ -139,7 +141,8 @@ class Target:
     """The chains, the log capture, and the check of one input."""
 
     def __init__(self) -> None:
-        self.chains: dict[str, WSGIApp] = downstream_chains(Recorder())
+        self.recorder = Recorder()
+        self.chains: dict[str, WSGIApp] = downstream_chains(self.recorder)
         self.names = sorted(self.chains)
         self.log = Captured()
         root = logging.getLogger()
@@ -155,12 +158,15 @@ class Target:
     def __call__(self, data: bytes) -> None:
         name, environ, credentials = decode(data[:MAX_INPUT_BYTES], self.names)
         self.log.text.clear()
+        self.recorder.body_bytes = 0
         outcome = call_downstream(self.chains, name, environ)
         if outcome is None:  # the one designed escape, for the server to abort
             outcome = Outcome("", [], b"")
         else:
             assert_answer(name, outcome, environ)
         assert_no_credential_leaks(credentials, outcome, "".join(self.log.text))
+        if "sizelimit" in names():  # the app never reads past the limit
+            assert self.recorder.body_bytes <= MAX_REQUEST_BODY_SIZE
 
 
 def run_random(target: Target, seconds: float, runs: int, seed: int) -> int:

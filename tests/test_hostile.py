@@ -15,7 +15,6 @@ socket: the server answers with a valid status line or closes, and keeps serving
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
@@ -43,6 +42,7 @@ from tests.support.properties import (
     call,
     call_downstream,
     downstream_chains,
+    server_input,
 )
 from tests.support.servers import LOOPBACK, ServedApp, served
 
@@ -126,17 +126,16 @@ def requests(draw: st.DrawFn) -> tuple[Environ, list[str]]:
             st.just(json.dumps({"auth": {"password": body_secret}}).encode()),
         )
     )
-    length = draw(st.one_of(content_length, st.just(str(len(body)))))
+    framing = draw(st.sampled_from(["none", "exact", "chunked", "any"]))
+    length = {"none": None, "exact": str(len(body)), "chunked": None}.get(framing)
+    encoding = "chunked" if framing == "chunked" else None
+    if framing == "any":  # every combination, malformed ones included
+        length, encoding = draw(content_length), draw(transfer_encoding)
     if length is not None:
         environ["CONTENT_LENGTH"] = length
-    encoding = draw(transfer_encoding)
     if encoding is not None:
         environ["HTTP_TRANSFER_ENCODING"] = encoding
-    # As a server's input: a valid Content-Length bounds it, else (chunked) it runs to
-    # the end of the body.
-    if encoding is None and length is not None and length.isascii() and length.isdigit():
-        body = body[: int(length)]
-    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input"] = server_input(environ, body)
     return environ, [value for _, value in credentials] + [body_secret]
 
 

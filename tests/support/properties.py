@@ -4,6 +4,7 @@ the fuzz target (benchmarks/fuzz_chain.py): how to call it, what to check.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterable
@@ -146,6 +147,19 @@ def assert_fault_format(outcome: Outcome, environ: Environ) -> None:
     ((name, detail),) = document.items()
     assert name == fault.FAULT_NAMES.get(code, fault.DEFAULT_FAULT_NAME)
     assert detail["code"] == code and isinstance(detail["message"], str)
+
+
+def server_input(environ: Environ, body: bytes) -> io.BytesIO:
+    """``wsgi.input`` as a server gives it: a valid Content-Length bounds the body; with
+    neither it nor Transfer-Encoding (or an empty one, PEP 3333) there is none; with
+    Transfer-Encoding (chunked) it runs to the end."""
+    length = environ.get("CONTENT_LENGTH")
+    if not environ.get("HTTP_TRANSFER_ENCODING"):
+        if not length:
+            body = b""
+        elif length.isascii() and length.isdigit():
+            body = body[: int(length)]
+    return io.BytesIO(body)
 
 
 # Downstream apps that fail: the answer is a 500, or a filter's 4xx rejection before them.
