@@ -28,6 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from middleware_kit import demo
 from middleware_kit._wsgi import Environ, WSGIApp
 from tests.support.chains import MAX_REQUEST_BODY_SIZE, chain_ini, names
 from tests.support.properties import (
@@ -47,6 +48,18 @@ from tests.support.properties import (
 from tests.support.servers import LOOPBACK, ServedApp, served
 
 LATIN1 = st.characters(min_codepoint=0, max_codepoint=255)
+AUTH_FILTERS = frozenset({"noauth", "authtoken"})
+# What an auth filter sets for the app (and a client must not): the demo's list, and the
+# service token's.
+IDENTITY_HEADERS = (
+    *demo.IDENTITY_HEADERS,
+    "X-Service-Identity-Status",
+    "X-Service-User-Id",
+    "X-Service-Project-Id",
+    "X-Service-Roles",
+    "X-Service-Catalog",
+)
+FORGED = "forged-"
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +121,8 @@ def requests(draw: st.DrawFn) -> tuple[Environ, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in draw(st.lists(st.tuples(header_name, header_value), max_size=8)):
         headers.setdefault(name, []).append(value)  # duplicates, joined as servers do
+    for name in draw(st.lists(st.sampled_from(IDENTITY_HEADERS), max_size=4)):
+        headers.setdefault(name, []).append(FORGED + draw(st.text(LATIN1, max_size=10)))
     credentials = draw(st.lists(st.tuples(st.sampled_from(CREDENTIAL_HEADERS), secret)))
     for name, value in credentials:
         shown = f"Bearer {value}" if name == "Authorization" else value
@@ -198,6 +213,9 @@ def test_the_app_sees_what_the_chain_lets_through(
     if "openstack.global_request_id" in seen:
         assert seen["openstack.global_request_id"] == inbound
     assert recorder.body_bytes <= len(sent["wsgi.input"].getvalue())
+    if AUTH_FILTERS & set(names()):  # identity comes from the auth filter, never the client
+        for name in IDENTITY_HEADERS:
+            assert FORGED not in seen.get("HTTP_" + name.upper().replace("-", "_"), "")
 
 
 def test_fuzz_target_holds_for_a_bounded_random_loop() -> None:
