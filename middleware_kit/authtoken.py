@@ -13,8 +13,9 @@ is handed to it unchanged, and options it reads from the service's own config fi
   environ) are removed, so the app sees only real strings.
 - Its rejections use the project's fault format: 401 (no or bad token) keeps
   ``WWW-Authenticate: Keystone uri="..."``; Keystone unreachable is a 503
-  ``serviceUnavailable``. keystonemiddleware bounds the wait: each call to Keystone
-  waits at most ``http_connect_timeout`` seconds and is retried
+  ``serviceUnavailable``, also when it accepts connections and never answers or
+  answers 5xx (keystonemiddleware lets those escape as exceptions). Each call to
+  Keystone waits at most ``http_connect_timeout`` seconds and is retried
   ``http_request_max_retries`` times (0.5 s, 1 s, 2 s... apart).
 - An option keystonemiddleware and keystoneauth do not know fails the load, with the
   closest name; so does a value keystonemiddleware cannot convert.
@@ -112,22 +113,36 @@ def _protocol_class() -> type[Any]:
     """keystonemiddleware's AuthProtocol, answering its rejections in our fault format."""
     import webob
     import webob.exc
+    from keystoneauth1 import exceptions as ksa
     from keystonemiddleware import auth_token
+
+    # What keystonemiddleware lets escape when Keystone hangs or fails (a read timeout
+    # is a ConnectTimeout, which it does not catch): Keystone is unavailable.
+    unavailable = (
+        ksa.ConnectionError,
+        ksa.RequestTimeout,
+        ksa.DiscoveryFailure,
+        ksa.HttpServerError,
+    )
+
+    def fault_response(request: Any, code: int, headers: list[tuple[str, str]]) -> Any:
+        request_id = request.environ.get(fault.REQUEST_ID_KEY)
+        message = MESSAGES.get(code) or fault.generic_message(code)
+        body = fault.fault_body(code, message, request_id)
+        response = webob.Response(body=body, status=fault.status_line(code), headerlist=headers)
+        response.headers["Content-Type"] = fault.CONTENT_TYPE
+        return response
 
     class Protocol(auth_token.AuthProtocol):  # type: ignore[misc]
         def process_request(self, request: Any) -> Any:
             try:
                 return super().process_request(request)
-            except webob.exc.HTTPException as exc:
+            except webob.exc.HTTPException as exc:  # its 401 and 503
                 headers = [(k, v) for k, v in exc.headers.items() if k == "WWW-Authenticate"]
-                message = MESSAGES.get(exc.code) or fault.generic_message(exc.code)
-                request_id = request.environ.get(fault.REQUEST_ID_KEY)
-                body = fault.fault_body(exc.code, message, request_id)
-                response = webob.Response(
-                    body=body, status=fault.status_line(exc.code), headerlist=headers
-                )
-                response.headers["Content-Type"] = fault.CONTENT_TYPE
-                return response
+                return fault_response(request, exc.code, headers)
+            except unavailable as exc:
+                LOG.error("authtoken: Keystone is unavailable: %s", exc)
+                return fault_response(request, 503, [])
 
     return Protocol
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,18 @@ def test_keystone_unreachable_is_a_503_fault() -> None:
         "The Keystone service is temporarily unavailable."
     )
     assert "WWW-Authenticate" not in response.headers
+
+
+def test_keystone_that_never_answers_is_a_503_fault() -> None:
+    """keystonemiddleware lets a read timeout escape as ConnectTimeout; it is a 503 here."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # connections are accepted by the kernel, never answered
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v3"
+        app = offline(auth_url=url, http_connect_timeout="1")
+        response = get(app, {"X-Auth-Token": "some-token"})
+    assert response.status_int == 503
+    assert response.json["serviceUnavailable"]["request_id"] == "req-1"
 
 
 def test_delay_auth_decision_passes_as_invalid_without_forged_identity() -> None:
