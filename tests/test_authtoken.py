@@ -608,3 +608,32 @@ def test_noauth_and_keystone_chains_give_equal_contexts(
             headers["HTTP_X_ROLES"].split(",")
         )
     assert keystone_raw["headers"] == noauth_raw["headers"]
+
+
+@pytest.fixture(scope="module")
+def in_process(keystone: KeystoneServer) -> tuple[WSGIApp, str]:  # noqa: F811
+    """authtoken over the echo app in this process, and a member token it has cached."""
+    app = filter_factory({}, **keystone.authtoken_settings())(echo())
+    token = member_token(keystone)
+    assert get(app, {"X-Auth-Token": token}).status_int == 200
+    return app, token
+
+
+@pytest.mark.keystone
+@settings(max_examples=100, deadline=None)
+@given(forged=st.dictionaries(FORGED_NAMES, FORGED_VALUES, max_size=12))
+def test_forged_identity_never_reaches_the_app_with_a_valid_token(
+    keystone: KeystoneServer,  # noqa: F811
+    in_process: tuple[WSGIApp, str],
+    forged: dict[str, str],
+) -> None:
+    app, token = in_process
+    response = get(app, {**forged, "X-Auth-Token": token})
+    assert response.status_int == 200
+    headers = response.json["headers"]
+    identity = {k: v for k, v in headers.items() if k in FORGEABLE_KEYS | PROJECT_TOKEN_KEYS}
+    assert set(identity) == PROJECT_TOKEN_KEYS
+    assert identity["HTTP_X_USER_ID"] == keystone.member_user_id
+    assert identity["HTTP_X_PROJECT_ID"] == keystone.project_id
+    assert sorted(identity["HTTP_X_ROLES"].split(",")) == ["member", "reader"]
+    assert identity["HTTP_X_IS_ADMIN_PROJECT"] == "False"
