@@ -149,13 +149,10 @@ def _token_answer(environ: Environ, start_response: StartResponse) -> list[bytes
     request = webob.Request(environ)
     user = request.headers.get("X-Auth-User", DEFAULT_USER)
     project = request.headers.get("X-Auth-Project-Id", DEFAULT_USER)
+    url = f"{request.url.rstrip('/')}/{project}"
+    # No Content-Length: a 204 must not carry one (RFC 9110, 8.6).
     start_response(
-        "204 No Content",
-        [
-            ("X-Auth-Token", f"{user}:{project}"),
-            ("X-Server-Management-Url", f"{request.url.rstrip('/')}/{project}"),
-            ("Content-Length", "0"),
-        ],
+        "204 No Content", [("X-Auth-Token", f"{user}:{project}"), ("X-Server-Management-Url", url)]
     )
     return []
 

@@ -15,6 +15,7 @@ from paste.deploy import loadapp
 from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import Environ, StartResponse
 from middleware_kit.noauth import FORGEABLE_HEADERS, FORGEABLE_KEYS, NoAuth, filter_factory
+from tests.support.servers import served
 
 # What keystonemiddleware's auth_token sets for a valid project-scoped token, less the
 # values: the same names must come out of noauth.
@@ -157,6 +158,7 @@ def test_no_token_answers_204_with_a_token_and_management_url() -> None:
     assert response.headers["X-Auth-Token"] == "carol:p9"
     assert response.headers["X-Server-Management-Url"] == "http://api.example.org:8774/v2.1/p9"
     assert response.body == b""
+    assert "Content-Length" not in response.headers
     assert app.environ is None
 
 
@@ -237,3 +239,32 @@ def test_paste_rejects_an_unknown_option(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="did you mean 'admin_roles'"):
         loadapp(f"config:{ini}")
+
+
+@pytest.mark.server
+def test_served_204_token_flow_then_a_request_with_the_token(tmp_path: Path) -> None:
+    ini = tmp_path / "api.ini"
+    ini.write_text(
+        "[composite:main]\nuse = egg:Paste#urlmap\n/v2.1 = api\n"
+        "[pipeline:api]\npipeline = noauth context demo\n"
+        "[filter:noauth]\nuse = egg:middleware_kit#noauth\n"
+        "[filter:context]\nuse = egg:middleware_kit#context\n"
+        "[app:demo]\nuse = egg:middleware_kit#demo\n"
+    )
+    with served(ini) as server:
+        status, headers, body = server.request(
+            "/v2.1/", headers={"X-Auth-User": "dave", "X-Auth-Project-Id": "p7"}
+        )
+        assert status == 204
+        assert body == b""
+        assert headers["x-auth-token"] == "dave:p7"
+        assert headers["x-server-management-url"] == f"{server.url}/v2.1/p7"
+        assert "transfer-encoding" not in headers
+
+        status, _, body = server.request(
+            "/v2.1/whoami", headers={"X-Auth-Token": headers["x-auth-token"]}
+        )
+        assert status == 200
+        context = json.loads(body)["context"]
+        assert (context["user"], context["project_id"]) == ("dave", "p7")
+        assert context["remote_address"] == "127.0.0.1"
