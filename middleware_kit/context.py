@@ -71,7 +71,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     **{attr: ("HTTP_X_" + attr.upper(),) for attr in _SINGLE},
 }
 _FIRST_CHOICE = tuple((attr, keys[0]) for attr, keys in SOURCES.items())
-# Absent after noauth and after authtoken without a service token: one test skips them.
+# Absent after noauth, and after authtoken without a service token: one check skips them.
 _RARE = frozenset(key for attr, key in _FIRST_CHOICE if attr.startswith(("service_", "domain_")))
 _COMMON = tuple((attr, key) for attr, key in _FIRST_CHOICE if key not in _RARE)
 _ALIASES = tuple((attr, keys[0], keys[1:]) for attr, keys in SOURCES.items() if keys[1:])
