@@ -23,7 +23,7 @@ from middleware_kit.authtoken import AuthToken, filter_factory
 from middleware_kit.context import Context
 from middleware_kit.noauth import FORGEABLE_HEADERS, FORGEABLE_KEYS
 from tests.support.identity_echo import app_factory as echo_factory
-from tests.support.keystone import KeystoneServer, free_port, keystone  # noqa: F401
+from tests.support.keystone import KeystoneServer, free_port
 from tests.support.servers import ServedApp, served, start_memcached
 
 VALIDATIONS = "GET /v3/auth/tokens"
@@ -335,7 +335,7 @@ def write_ini(path: Path, server: KeystoneServer, **extra: str) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served_ini(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def served_ini(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_ini(tmp_path_factory.mktemp("authtoken") / "api.ini", keystone)
 
 
@@ -368,7 +368,7 @@ def fetch(
 
 @pytest.mark.keystone
 def test_valid_token_gives_the_contract_and_the_context(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
 ) -> None:
     token = member_token(keystone)
@@ -404,7 +404,7 @@ def test_valid_token_gives_the_contract_and_the_context(
 
 @pytest.mark.keystone
 def test_spoofed_identity_never_reaches_the_app(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
 ) -> None:
     token = member_token(keystone)
@@ -429,7 +429,7 @@ def test_spoofed_identity_never_reaches_the_app(
     ],
 )
 def test_missing_or_invalid_token_is_401_with_www_authenticate(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
     headers: dict[str, str],
 ) -> None:
@@ -461,7 +461,7 @@ def test_delay_auth_decision_passes_invalid_and_context_answers_401(
 
 @pytest.mark.keystone
 def test_system_scope_comes_only_from_a_system_scoped_token(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
 ) -> None:
     token, _ = keystone.issue_token(
@@ -481,7 +481,7 @@ def test_system_scope_comes_only_from_a_system_scoped_token(
 
 @pytest.mark.keystone
 def test_cached_validation_does_not_call_keystone(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
 ) -> None:
     token, fence = member_token(keystone), member_token(keystone)
@@ -499,7 +499,7 @@ def test_cached_validation_does_not_call_keystone(
 @pytest.mark.keystone
 @pytest.mark.memcached
 def test_second_process_reuses_the_validation_cached_in_memcached(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     tmp_path: Path,
 ) -> None:
     cache, url = start_memcached()
@@ -524,7 +524,7 @@ def test_second_process_reuses_the_validation_cached_in_memcached(
 
 @pytest.mark.keystone
 def test_keystone_stopped_is_a_503_within_the_timeout(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
 ) -> None:
     token = member_token(keystone)
@@ -573,7 +573,7 @@ def equal_name_and_id_member(server: KeystoneServer) -> tuple[str, str, str]:
 
 @pytest.mark.keystone
 def test_noauth_and_keystone_chains_give_equal_contexts(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     keystone_chain: ServedApp,
     noauth_chain: ServedApp,
 ) -> None:
@@ -611,7 +611,7 @@ def test_noauth_and_keystone_chains_give_equal_contexts(
 
 
 @pytest.fixture(scope="module")
-def in_process(keystone: KeystoneServer) -> tuple[WSGIApp, str]:  # noqa: F811
+def in_process(keystone: KeystoneServer) -> tuple[WSGIApp, str]:
     """authtoken over the echo app in this process, and a member token it has cached."""
     app = filter_factory({}, **keystone.authtoken_settings())(echo())
     token = member_token(keystone)
@@ -623,7 +623,7 @@ def in_process(keystone: KeystoneServer) -> tuple[WSGIApp, str]:  # noqa: F811
 @settings(max_examples=100, deadline=None)
 @given(forged=st.dictionaries(FORGED_NAMES, FORGED_VALUES, max_size=12))
 def test_forged_identity_never_reaches_the_app_with_a_valid_token(
-    keystone: KeystoneServer,  # noqa: F811
+    keystone: KeystoneServer,
     in_process: tuple[WSGIApp, str],
     forged: dict[str, str],
 ) -> None:
