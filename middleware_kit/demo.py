@@ -8,7 +8,8 @@ resources to controllers. State is kept in memory, per process.
   (``GET /<id>``), update (``PUT /<id>``) and delete (``DELETE /<id>``). Bodies are JSON
   objects, answered as ``{"cat": {...}}`` or ``{"cats": [...]}``.
 - ``GET /whoami``: what the filters put in the environ (request ids, identity headers,
-  the request context, the client address, the rate-limit state).
+  the request context with its token shown as ``***``, the client address, the
+  rate-limit state).
 - ``GET /boom``: raises ``RuntimeError`` on purpose, to see ``catch_errors`` and
   ``faultwrap`` at work.
 
@@ -59,6 +60,7 @@ GLOBAL_REQUEST_ID_KEY = "openstack.global_request_id"
 CLIENT_ADDR_KEY = "middleware_kit.client_addr"
 RATELIMIT_KEY = "middleware_kit.ratelimit"
 NOT_FOUND = "The resource could not be found."
+MASK = "***"
 
 
 class DemoError(Exception):
@@ -184,6 +186,8 @@ class Demo:
         context = next((environ[key] for key in CONTEXT_KEYS if key in environ), None)
         if context is not None and hasattr(context, "to_dict"):
             context = context.to_dict()
+            if context.get("auth_token"):  # shown as present, never echoed
+                context["auth_token"] = MASK
         return 200, {
             "request_id": environ.get(fault.REQUEST_ID_KEY),
             "global_request_id": environ.get(GLOBAL_REQUEST_ID_KEY),

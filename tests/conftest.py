@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.keystone import keystone  # noqa: F401  (one Keystone for the session)
 from tests.support.servers import BackgroundServer, start_memcached, start_redis
 
 

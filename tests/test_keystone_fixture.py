@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.keystone import KeystoneServer, keystone  # noqa: F401
+from tests.support.keystone import KeystoneServer
 
 pytestmark = pytest.mark.keystone
 
@@ -22,7 +22,7 @@ def validate(server: KeystoneServer, subject_token: str) -> tuple[int, dict[str,
     return status, body
 
 
-def test_member_token_is_issued_validated_and_logged(keystone: KeystoneServer) -> None:  # noqa: F811
+def test_member_token_is_issued_validated_and_logged(keystone: KeystoneServer) -> None:
     token, body = keystone.issue_token(
         keystone.member_username, keystone.member_password, keystone.project_name
     )
@@ -38,7 +38,7 @@ def test_member_token_is_issued_validated_and_logged(keystone: KeystoneServer) -
     assert keystone.access_log_count(VALIDATIONS, at_least=before + 1) == before + 1
 
 
-def test_stop_then_start_keeps_port_and_data(keystone: KeystoneServer) -> None:  # noqa: F811
+def test_stop_then_start_keeps_port_and_data(keystone: KeystoneServer) -> None:
     token, _ = keystone.issue_token(keystone.member_username, keystone.member_password)
     url = keystone.url
     try:
