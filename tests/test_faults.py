@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.chains import CHAIN
+from tests.support.chains import CHAIN, CLIENT_HEADER_LINES, CLIENT_HEADERS
 from tests.support.hostile_apps import urlmap_ini
 from tests.support.servers import LOOPBACK, ServedApp, served
 
@@ -39,7 +39,7 @@ def exchange(port: int, path: str) -> tuple[int | None, dict[str, str], bytes, b
     """One GET: (status or None when closed first, headers, body, body complete?)."""
     connection = http.client.HTTPConnection(LOOPBACK, port, timeout=CLIENT_TIMEOUT_S)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=CLIENT_HEADERS)
         try:
             response = connection.getresponse()
         except (http.client.RemoteDisconnected, ConnectionResetError):
@@ -54,7 +54,9 @@ def exchange(port: int, path: str) -> tuple[int | None, dict[str, str], bytes, b
 
 
 def assert_still_serving(server: ServedApp) -> None:
-    status, _, body = server.request("/healthy/", timeout_s=CLIENT_TIMEOUT_S)
+    status, _, body = server.request(
+        "/healthy/", headers=CLIENT_HEADERS, timeout_s=CLIENT_TIMEOUT_S
+    )
     assert (status, body) == (200, b"ok")
 
 
@@ -159,7 +161,12 @@ def read_until_closed(sock: socket.socket) -> bytes:
 
 
 HALF_HEADERS = b"GET /healthy/ HTTP/1.1\r\nHost: x\r\nX-Slow: "
-HALF_BODY = b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"y" * 10
+HALF_BODY = (
+    b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+    + CLIENT_HEADER_LINES
+    + b"\r\n"
+    + b"y" * 10
+)
 
 
 def test_stalled_clients_do_not_block_others_and_the_socket_timeout_closes_them(
@@ -191,7 +198,10 @@ def test_stalled_clients_do_not_block_others_and_the_socket_timeout_closes_them(
 def test_trickled_body_is_read_whole_while_others_are_served(server: ServedApp) -> None:
     body = b"0123456789" * 3
     with open_stalled(
-        server.port, b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n\r\n"
+        server.port,
+        b"POST /echo/ HTTP/1.1\r\nHost: x\r\nContent-Length: 30\r\n"
+        + CLIENT_HEADER_LINES
+        + b"\r\n",
     ) as sock:
         for byte in body:  # one byte at a time, a request from someone else in between
             sock.sendall(bytes([byte]))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chains import chain_ini
+from tests.support.chains import CLIENT_HEADERS, chain_ini
 from tests.support.load import LoadResult, open_fds, rss_kib, run_load
 from tests.support.servers import ServedApp, served
 
@@ -70,7 +70,9 @@ class Mix:
         kind = MIX[(worker * 7 + n) % len(MIX)]
         with self.lock:
             self.expected[kind.status] += 1
-        headers = {"Content-Type": "application/json"} if kind.body is not None else {}
+        headers = dict(CLIENT_HEADERS)
+        if kind.body is not None:
+            headers["Content-Type"] = "application/json"
         return kind.method, kind.path, headers, kind.body
 
 

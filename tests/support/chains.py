@@ -14,7 +14,7 @@ from importlib import metadata
 from middleware_kit._wsgi import WSGIApp
 
 # Outermost first, the app excluded.
-CHAIN = "catch_errors request_id faultwrap sizelimit"
+CHAIN = "catch_errors request_id faultwrap sizelimit noauth context"
 
 # Small, so that generated bodies cross it.
 MAX_REQUEST_BODY_SIZE = 512
@@ -27,6 +27,11 @@ OPTIONS: dict[str, dict[str, str]] = {
 
 def names(chain: str = CHAIN) -> list[str]:
     return chain.split()
+
+
+# What a legitimate client of CHAIN sends on every request (noauth wants a token).
+CLIENT_HEADERS: dict[str, str] = {"X-Auth-Token": "demo:demo"} if "noauth" in names() else {}
+CLIENT_HEADER_LINES = b"".join(f"{k}: {v}\r\n".encode() for k, v in CLIENT_HEADERS.items())
 
 
 def build_chain(
