@@ -1,8 +1,10 @@
 """Addresses and networks as integers, and a set of networks answered in a few probes.
 
 An address is ``(version, value)``: 4 or 6 and its integer. An IPv4-mapped IPv6 address
-(``::ffff:10.0.0.1``) is the IPv4 address it carries, and a network inside
-``::ffff:0:0/96`` is the IPv4 network it maps, so both spellings match each other.
+(``::ffff:10.0.0.1``) is the IPv4 address it carries, a network inside
+``::ffff:0:0/96`` is the IPv4 network it maps, and an IPv6 network holding all of
+``::ffff:0:0/96`` (``::/0``) holds every IPv4 address: both spellings of an address
+are decided alike.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[int, int]
 
 _MAPPED_PREFIX = 0xFFFF
+_MAPPED_NETWORK = ipaddress.IPv6Network("::ffff:0:0/96")
 _WIDTH = {4: 32, 6: 128}
 
 
@@ -70,6 +73,8 @@ class NetworkSet:
         for network in networks:
             key = (network.version, network.prefixlen)
             groups.setdefault(key, set()).add(int(network.network_address))
+            if network.version == 6 and _MAPPED_NETWORK.subnet_of(network):
+                groups.setdefault((4, 0), set()).add(0)  # ::/0 holds every IPv4 client too
         self.size = sum(len(members) for members in groups.values())
         self.probes = {
             version: tuple(
