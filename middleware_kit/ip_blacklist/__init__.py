@@ -121,6 +121,9 @@ class IpBlacklist:
         rules = self.lists.current()
         remote = environ.get("REMOTE_ADDR")
         verdict = rules.cache.get(remote)
+        if type(verdict) is str:  # a known peer, allowed: the common case
+            environ[CLIENT_ADDR_KEY] = verdict
+            return self.app(environ, start_response)
         if verdict is None:
             verdict = self._judge_peer(rules, remote)
         if type(verdict) is Trusted:
