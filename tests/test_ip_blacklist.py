@@ -637,3 +637,47 @@ def test_whatever_a_client_writes_the_proxies_name_it(
     else:
         headers = {"X-Forwarded-For": ", ".join(chain)}
     assert verdict(app, recorder, PROXY, **headers) == canonical(str(client))
+
+
+ADDRESS_TEXT = st.text(
+    alphabet="0123456789abcdefABCDEF:./%[]x ", max_size=45
+) | st.ip_addresses().map(str)
+
+
+def reference_address(text: str) -> tuple[int, int] | None:
+    """What ipaddress makes of an address text, brackets and zone id dropped."""
+    if text[:1] == "[" and text[-1:] == "]":
+        text = text[1:-1]
+    if ":" in text:
+        text = text.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (4, int(mapped)) if mapped is not None else (address.version, int(address))
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=ADDRESS_TEXT)
+def test_address_parsing_agrees_with_ipaddress(text: str) -> None:
+    assert parse_address(text) == reference_address(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    text=st.tuples(
+        ADDRESS_TEXT, st.sampled_from(["", "/"]), st.text("0123456789x", max_size=4)
+    ).map("".join)
+    | ANY_NETWORK.map(str)
+)
+def test_entry_parsing_agrees_with_ipaddress(text: str) -> None:
+    try:
+        network = ipaddress.ip_network(text.strip())
+    except ValueError:
+        network = None
+    if network is None or "%" in text:
+        with pytest.raises(ValueError):
+            parse_network(text)
+        return
+    assert parse_network(text) == parse_network(network)  # inet_pton's way, ipaddress's way

@@ -197,8 +197,12 @@ class IpBlacklist:
         return make
 
 
-def _entries(raw: str) -> tuple[Network, ...]:
-    return tuple(parse_network(entry) for entry in string_list(raw))
+def _entries(raw: str) -> tuple[str, ...]:
+    """The entries of an option, each checked here so the error names the option."""
+    entries = string_list(raw)
+    for entry in entries:
+        parse_network(entry)
+    return entries
 
 
 filter_factory = IpBlacklist.factory

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from middleware_kit.ip_blacklist._networks import (
     Address,
-    Network,
+    Net,
     NetworkSet,
     format_address,
     read_list,
@@ -76,7 +76,7 @@ class ListFile:
         )
         return False
 
-    def _read(self) -> tuple[Network, ...]:
+    def _read(self) -> tuple[Net, ...]:
         networks = read_list(self.path)
         if self.required and not networks:
             raise ValueError(f"{self.path}: no entries (it would deny every client)")
@@ -118,8 +118,8 @@ class Lists:
     def __init__(
         self,
         *,
-        blacklist: tuple[Network, ...],
-        whitelist: tuple[Network, ...],
+        blacklist: tuple[Net, ...],
+        whitelist: tuple[Net, ...],
         blacklist_file: str | PathLike[str] | None,
         whitelist_file: str | PathLike[str] | None,
         reload_interval: float,

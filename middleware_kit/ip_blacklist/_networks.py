@@ -1,6 +1,7 @@
 """Addresses and networks as integers, and a set of networks answered in a few probes.
 
-An address is ``(version, value)``: 4 or 6 and its integer. An IPv4-mapped IPv6 address
+An address is ``(version, value)``: 4 or 6 and its integer; a network is
+``(version, prefix length, value of its first address)``. An IPv4-mapped IPv6 address
 (``::ffff:10.0.0.1``) is the IPv4 address it carries, a network inside
 ``::ffff:0:0/96`` is the IPv4 network it maps, and an IPv6 network holding all of
 ``::ffff:0:0/96`` (``::/0``) holds every IPv4 address: both spellings of an address
@@ -16,29 +17,45 @@ from pathlib import Path
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[int, int]
+Net = tuple[int, int, int]  # (version, prefix length, network value)
 Probes = tuple[tuple[int, frozenset[int]], ...]  # (mask, masked networks) per length
 
 # Networks at least this long are found through the /16 (IPv4) or /32 (IPv6) holding them.
 BUCKET = {4: 16, 6: 32}
 
 _MAPPED_PREFIX = 0xFFFF
-_MAPPED_NETWORK = ipaddress.IPv6Network("::ffff:0:0/96")
+_MAPPED = _MAPPED_PREFIX << 32  # ::ffff:0:0, the start of the IPv4-mapped /96
+_FAMILY = {4: socket.AF_INET, 6: socket.AF_INET6}
 _WIDTH = {4: 32, 6: 128}
 
 
-def parse_network(entry: str | Network) -> Network:
+def parse_network(entry: str | Network) -> Net:
     """A list entry: an address (a /32 or /128) or a network without host bits set."""
-    if isinstance(entry, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        network = entry
+    if isinstance(entry, str):
+        version, prefix, value = _parse_entry(entry.strip())
     else:
-        text = entry.strip()
-        if "%" in text:
-            raise ValueError(f"{text!r}: zone ids are not allowed in lists")
-        network = ipaddress.ip_network(text)  # strict: host bits set is a ValueError
-    value = int(network.network_address)
-    if network.version == 6 and network.prefixlen >= 96 and value >> 32 == _MAPPED_PREFIX:
-        return ipaddress.IPv4Network((value & 0xFFFFFFFF, network.prefixlen - 96))
-    return network
+        version, prefix, value = entry.version, entry.prefixlen, int(entry.network_address)
+    if version == 6 and prefix >= 96 and value >> 32 == _MAPPED_PREFIX:
+        return 4, prefix - 96, value & 0xFFFFFFFF
+    return version, prefix, value
+
+
+def _parse_entry(text: str) -> Net:
+    if "%" in text:
+        raise ValueError(f"{text!r}: zone ids are not allowed in lists")
+    host, slash, length = text.partition("/")
+    version, width = (6, 128) if ":" in host else (4, 32)
+    try:
+        value = int.from_bytes(socket.inet_pton(_FAMILY[version], host))
+    except (OSError, ValueError):
+        value = -1
+    if value >= 0 and (not slash or (length.isascii() and length.isdigit())):
+        prefix = int(length) if slash else width
+        if prefix <= width and not value & ((1 << (width - prefix)) - 1):
+            return version, prefix, value
+    # Other spellings (a netmask) and every error, in ipaddress's words.
+    network = ipaddress.ip_network(text)
+    return network.version, network.prefixlen, int(network.network_address)
 
 
 def parse_address(text: str) -> Address | None:
@@ -79,12 +96,15 @@ class NetworkSet:
     prefix length: 33 for IPv4, 129 for IPv6).
     """
 
-    def __init__(self, networks: Iterable[Network]) -> None:
+    def __init__(self, networks: Iterable[Net]) -> None:
         groups: dict[tuple[int, int], set[int]] = {}
-        for network in networks:
-            key = (network.version, network.prefixlen)
-            groups.setdefault(key, set()).add(int(network.network_address))
-            if network.version == 6 and _MAPPED_NETWORK.subnet_of(network):
+        for version, prefix, value in networks:
+            groups.setdefault((version, prefix), set()).add(value)
+            if (
+                version == 6
+                and prefix <= 96
+                and _MAPPED >> (128 - prefix) == value >> (128 - prefix)
+            ):
                 groups.setdefault((4, 0), set()).add(0)  # ::/0 holds every IPv4 client too
         self.size = sum(len(members) for members in groups.values())
         self.lengths = len(groups)
@@ -122,7 +142,7 @@ def _mask(width: int, prefix: int) -> int:
     return ((1 << prefix) - 1) << (width - prefix)
 
 
-def read_list(path: Path) -> tuple[Network, ...]:
+def read_list(path: Path) -> tuple[Net, ...]:
     """The entries of a list file: one a line, ``#`` comments and blank lines allowed.
 
     Raises ``OSError`` when the file cannot be read and ``ValueError`` naming the file
