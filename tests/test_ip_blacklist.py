@@ -336,7 +336,17 @@ def test_malformed_header_is_a_400_fault_and_logged(caplog: pytest.LogCaptureFix
         response = call(app, PROXY, **{"X-Forwarded-For": "203.0.113.9, <script>"})
     assert response.status_int == 400
     assert response.json["badRequest"]["message"] == "Malformed forwarding header."
-    assert "X-Forwarded-For from trusted proxy 10.0.0.10" in caplog.text
+    assert (
+        "X-Forwarded-For from trusted proxy 10.0.0.10: not an address: '<script>'" in caplog.text
+    )
+
+
+def test_logged_header_values_are_cut_short(caplog: pytest.LogCaptureFixture) -> None:
+    app, _ = load(trusted_proxies=PROXY)
+    with caplog.at_level(logging.INFO, LOGGER):
+        assert call(app, PROXY, Forwarded="for=" + "x" * 5000).status_int == 400
+    assert "not an address: '" + "x" * 64 + "'..." in caplog.text
+    assert "x" * 65 not in caplog.text
 
 
 def test_a_whitelisted_proxy_does_not_let_its_clients_in() -> None:

@@ -13,6 +13,7 @@ from middleware_kit.ip_blacklist._networks import Address, NetworkSet, parse_add
 
 UNKNOWN = None  # a hop named ``unknown`` or an obfuscated ``_name`` (RFC 7239 section 6)
 _PORT = re.compile(r":[0-9]{1,5}")
+SHOWN = 64
 
 
 class MalformedError(ValueError):
@@ -27,17 +28,17 @@ def forwarded_hops(header: str) -> Iterator[str]:
             name, equals, value = pair.partition("=")
             value = value.strip()
             if not equals or not name.strip() or not value:
-                raise MalformedError(f"bad forwarded-pair {pair.strip()!r}")
+                raise MalformedError(f"bad forwarded-pair {_shown(pair.strip())}")
             if value[0] == '"':
                 if len(value) < 2 or value[-1] != '"':
-                    raise MalformedError(f"unterminated quoted string {value!r}")
+                    raise MalformedError(f"unterminated quoted string {_shown(value)}")
                 value = re.sub(r"\\(.)", r"\1", value[1:-1])
             if name.strip().lower() == "for":
                 if node is not None:
                     raise MalformedError("two for= in one element")
                 node = value
         if node is None:
-            raise MalformedError(f"an element without for=: {element.strip()!r}")
+            raise MalformedError(f"an element without for=: {_shown(element.strip())}")
         yield node
 
 
@@ -56,14 +57,14 @@ def parse_node(node: str) -> Address | None:
     if node[:1] == "[":
         host, bracket, port = node[1:].partition("]")
         if not bracket or (port and not _PORT.fullmatch(port)):
-            raise MalformedError(f"not an address: {node!r}")
+            raise MalformedError(f"not an address: {_shown(node)}")
     elif node.count(":") == 1:
         host, port = node.split(":")
         if not _PORT.fullmatch(":" + port):
-            raise MalformedError(f"not an address: {node!r}")
+            raise MalformedError(f"not an address: {_shown(node)}")
     address = parse_address(host)
     if address is None:
-        raise MalformedError(f"not an address: {node!r}")
+        raise MalformedError(f"not an address: {_shown(node)}")
     return address
 
 
@@ -78,3 +79,8 @@ def client_of(hops: Iterator[str], trusted: NetworkSet) -> Address | None:
             return address
         last = address
     return last
+
+
+def _shown(value: str) -> str:
+    """A client-written value for the logs: quoted, at most ``SHOWN`` characters."""
+    return repr(value[:SHOWN]) + ("..." if len(value) > SHOWN else "")
