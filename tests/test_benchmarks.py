@@ -101,7 +101,7 @@ def test_ip_blacklist_reports_lookups_and_filter_calls_per_size() -> None:
     rows = bench_ip_blacklist.run(counts=TINY, sizes=(10, 1000))
 
     cases = {(row["entries"], row["case"]) for row in rows}
-    assert len(cases) == len(rows) == 2 * (4 + 3)
+    assert len(cases) == len(rows) == 2 * (4 + 4)
     calls = [row for row in rows if str(row["case"]).startswith("filter call")]
     assert all("200 OK" in str(row["notes"]) for row in calls), markdown_table(rows)
     assert all(isinstance(row["median ns"], float) for row in rows)

@@ -18,12 +18,8 @@ from paste.deploy import loadapp
 
 from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import Environ, StartResponse
-from middleware_kit.ip_blacklist import (
-    CACHE_SIZE,
-    CLIENT_ADDR_KEY,
-    IpBlacklist,
-    filter_factory,
-)
+from middleware_kit.ip_blacklist import CLIENT_ADDR_KEY, IpBlacklist, filter_factory
+from middleware_kit.ip_blacklist._lists import CACHE_SIZE
 from middleware_kit.ip_blacklist._networks import NetworkSet, parse_address, parse_network
 from tests.support.servers import served
 
@@ -328,6 +324,7 @@ def test_client_behind_trusted_proxies(
 ) -> None:
     app, recorder = load(blacklist=BLACKLIST, trusted_proxies=PROXIES)
     assert verdict(app, recorder, remote, **headers) == expected
+    assert verdict(app, recorder, remote, **headers) == expected  # the cached verdict agrees
 
 
 def test_malformed_header_is_a_400_fault_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -336,9 +333,7 @@ def test_malformed_header_is_a_400_fault_and_logged(caplog: pytest.LogCaptureFix
         response = call(app, PROXY, **{"X-Forwarded-For": "203.0.113.9, <script>"})
     assert response.status_int == 400
     assert response.json["badRequest"]["message"] == "Malformed forwarding header."
-    assert (
-        "X-Forwarded-For from trusted proxy 10.0.0.10: not an address: '<script>'" in caplog.text
-    )
+    assert "trusted proxy 10.0.0.10: X-Forwarded-For: not an address: '<script>'" in caplog.text
 
 
 def test_logged_header_values_are_cut_short(caplog: pytest.LogCaptureFixture) -> None:
@@ -347,6 +342,33 @@ def test_logged_header_values_are_cut_short(caplog: pytest.LogCaptureFixture) ->
         assert call(app, PROXY, Forwarded="for=" + "x" * 5000).status_int == 400
     assert "not an address: '" + "x" * 64 + "'..." in caplog.text
     assert "x" * 65 not in caplog.text
+
+
+def test_verdicts_behind_a_proxy_are_cached_per_header_value(
+    blocked: ListFileEditor, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    recorder = Recorder()
+    app = IpBlacklist(
+        recorder,
+        blacklist_file=blocked.path,
+        trusted_proxies=[PROXY],
+        reload_interval=0,
+        clock=clock,
+    )
+    xff = {"X-Forwarded-For": "198.51.100.1"}
+    with caplog.at_level(logging.INFO, LOGGER):
+        for _ in range(3):
+            assert verdict(app, recorder, PROXY, **xff) == "198.51.100.1"
+            assert verdict(app, recorder, PROXY, **{"X-Forwarded-For": "x"}) == 400
+            assert (
+                verdict(app, recorder, PROXY, **{"X-Forwarded-For": "x", "Forwarded": "for=x"})
+                == 400
+            )
+    assert len(caplog.records) == 2, "logged once per distinct header value"
+    blocked.write("198.51.100.0/24\n")
+    clock.now += 1
+    assert verdict(app, recorder, PROXY, **xff) == 403, "a new list version drops the verdicts"
 
 
 def test_a_whitelisted_proxy_does_not_let_its_clients_in() -> None:

@@ -15,6 +15,9 @@
   ``REMOTE_ADDR``, or one that is not an address, is a 403 with a logged warning, and
   so is a walk that reaches an ``unknown`` or obfuscated (``_name``) hop. A hop the
   walk needs that is not an address (a malformed header from a trusted proxy) is a 400.
+- Verdicts are cached for one version of the lists (4096 at most, then all dropped):
+  per ``REMOTE_ADDR``, and per trusted peer and forwarding header values; a malformed
+  header is logged once per distinct value.
 - List files are re-read when they change (inode, size or times), checked at most
   every ``reload_interval`` seconds, on a request. A file that cannot be read or has a
   bad line leaves the previous list in force and logs an error naming the file and
@@ -57,16 +60,9 @@ from typing import Any
 from middleware_kit import fault
 from middleware_kit._config import ConfigError, number, parse_options, string_list
 from middleware_kit._wsgi import Environ, FilterFactory, StartResponse, WSGIApp
-from middleware_kit.ip_blacklist._forwarded import (
-    UNKNOWN,
-    MalformedError,
-    client_of,
-    forwarded_hops,
-    x_forwarded_for_hops,
-)
+from middleware_kit.ip_blacklist._forwarded import HEADERS, UNKNOWN, MalformedError, clients_named
 from middleware_kit.ip_blacklist._lists import DENIED, Lists, Rules, Trusted, Verdict
 from middleware_kit.ip_blacklist._networks import (
-    Address,
     Network,
     NetworkSet,
     format_address,
@@ -78,15 +74,9 @@ LOG = logging.getLogger(__name__)
 
 # Read by ratelimit (key = ip) and the demo app's /whoami.
 CLIENT_ADDR_KEY = "middleware_kit.client_addr"
-# (environ key, name in logs, how to read its hops); Forwarded first.
-HEADERS = (
-    ("HTTP_FORWARDED", "Forwarded", forwarded_hops),
-    ("HTTP_X_FORWARDED_FOR", "X-Forwarded-For", x_forwarded_for_hops),
-)
 MALFORMED = 400
 DENIED_MESSAGE = "Access denied."
 MALFORMED_MESSAGE = "Malformed forwarding header."
-CACHE_SIZE = 4096  # verdicts per REMOTE_ADDR kept for one version of the lists
 
 Entry = str | Network
 
@@ -144,22 +134,25 @@ class IpBlacklist:
         verdict: Verdict = own
         if address in self.trusted:
             verdict = Trusted(address, format_address(address), own)
-        if len(rules.cache) >= CACHE_SIZE:
-            rules.cache.clear()
-        rules.cache[remote] = verdict
+        rules.remember(remote, verdict)
         return verdict
 
     def _judge_forwarded(self, rules: Rules, environ: Environ, peer: Trusted) -> str | int:
-        clients: list[Address | None] = []
-        for key, name, hops in HEADERS:
-            header = environ.get(key)
-            if not header or not header.strip():
-                continue
-            try:
-                clients.append(client_of(hops(header), self.trusted))
-            except MalformedError as exc:
-                LOG.info("400: %s from trusted proxy %s: %s", name, peer.text, exc)
-                return MALFORMED
+        """The verdict on the client behind ``peer``, cached per peer and header values."""
+        key = (peer.text, *(environ.get(key) for key, _ in HEADERS))
+        cached = rules.cache.get(key)
+        if isinstance(cached, str | int):
+            return cached
+        verdict = self._walk(rules, environ, peer)
+        rules.remember(key, verdict)
+        return verdict
+
+    def _walk(self, rules: Rules, environ: Environ, peer: Trusted) -> str | int:
+        try:
+            clients = clients_named(environ, self.trusted)
+        except MalformedError as exc:
+            LOG.info("400: a header from trusted proxy %s: %s", peer.text, exc)
+            return MALFORMED
         if not clients:
             return peer.own
         if len(clients) == 2 and clients[0] != clients[1]:

@@ -7,7 +7,8 @@ far as needed: what a client wrote left of its own address is never looked at.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from middleware_kit.ip_blacklist._networks import Address, NetworkSet, parse_address
 
@@ -48,6 +49,24 @@ def x_forwarded_for_hops(header: str) -> Iterator[str]:
         yield item.strip()
 
 
+# (environ key, header name): Forwarded first, hops read by the functions below.
+HEADERS = (("HTTP_FORWARDED", "Forwarded"), ("HTTP_X_FORWARDED_FOR", "X-Forwarded-For"))
+
+
+def clients_named(environ: Mapping[str, Any], trusted: NetworkSet) -> list[Address | None]:
+    """The client each forwarding header names (``UNKNOWN`` for an unknown hop), none
+    when there is no such header. Raises ``MalformedError`` naming the header."""
+    clients: list[Address | None] = []
+    for (key, name), hops in zip(HEADERS, _HOPS, strict=True):
+        header = environ.get(key)
+        if header and header.strip():
+            try:
+                clients.append(client_of(hops(header), trusted))
+            except MalformedError as exc:
+                raise MalformedError(f"{name}: {exc}") from None
+    return clients
+
+
 def parse_node(node: str) -> Address | None:
     """An address, with an optional port (``192.0.2.1:80``, ``[2001:db8::1]:80``), or
     ``UNKNOWN``; raises ``MalformedError`` for anything else."""
@@ -84,3 +103,6 @@ def client_of(hops: Iterator[str], trusted: NetworkSet) -> Address | None:
 def _shown(value: str) -> str:
     """A client-written value for the logs: quoted, at most ``SHOWN`` characters."""
     return repr(value[:SHOWN]) + ("..." if len(value) > SHOWN else "")
+
+
+_HOPS: tuple[Callable[[str], Iterator[str]], ...] = (forwarded_hops, x_forwarded_for_hops)

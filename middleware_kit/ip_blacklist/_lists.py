@@ -26,6 +26,9 @@ from middleware_kit.ip_blacklist._networks import (
 LOG = logging.getLogger("middleware_kit.ip_blacklist")
 
 DENIED = 403
+# Verdicts kept for one version of the lists: per REMOTE_ADDR, and per trusted peer and
+# forwarding headers; all are dropped when the cache is full.
+CACHE_SIZE = 4096
 
 # What tells a change: the inode (an editor's rename), the size and both times (a chmod).
 Stamp = tuple[int, int, int, int]
@@ -103,6 +106,11 @@ class Rules:
         self.blacklist = blacklist
         self.whitelist = whitelist
         self.cache: dict[object, Verdict] = {}
+
+    def remember(self, key: object, verdict: Verdict) -> None:
+        if len(self.cache) >= CACHE_SIZE:
+            self.cache.clear()
+        self.cache[key] = verdict
 
     def decide(self, address: Address) -> str | int:
         if self.whitelist is not None and address not in self.whitelist:

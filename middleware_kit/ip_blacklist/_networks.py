@@ -106,8 +106,7 @@ class NetworkSet:
                 and _MAPPED >> (128 - prefix) == value >> (128 - prefix)
             ):
                 groups.setdefault((4, 0), set()).add(0)  # ::/0 holds every IPv4 client too
-        self.size = sum(len(members) for members in groups.values())
-        self.lengths = len(groups)
+        self.lengths = len(groups)  # distinct (version, prefix length) pairs
         self.families: dict[int, tuple[Probes, dict[int, Probes], int]] = {}
         for version, width in _WIDTH.items():
             sets = {p: frozenset(m) for (v, p), m in sorted(groups.items()) if v == version}
@@ -133,9 +132,6 @@ class NetworkSet:
             if value & mask in members:
                 return True
         return False
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def _mask(width: int, prefix: int) -> int:
