@@ -153,7 +153,7 @@ def run(
                 f"{size}",
                 "trusted proxy, one X-Forwarded-For (cached)",
                 app,
-                environ_factory({**proxied, "HTTP_X_FORWARDED_FOR": "203.0.113.9, 10.255.0.1"}),
+                environ_factory({**proxied, "HTTP_X_FORWARDED_FOR": "10.1.2.3, 10.255.0.1"}),
             ),
             Subject(
                 f"{size}",

@@ -60,7 +60,13 @@ from typing import Any
 from middleware_kit import fault
 from middleware_kit._config import ConfigError, number, parse_options, string_list
 from middleware_kit._wsgi import Environ, FilterFactory, StartResponse, WSGIApp
-from middleware_kit.ip_blacklist._forwarded import HEADERS, UNKNOWN, MalformedError, clients_named
+from middleware_kit.ip_blacklist._forwarded import (
+    FORWARDED,
+    UNKNOWN,
+    X_FORWARDED_FOR,
+    MalformedError,
+    clients_named,
+)
 from middleware_kit.ip_blacklist._lists import DENIED, Lists, Rules, Trusted, Verdict
 from middleware_kit.ip_blacklist._networks import (
     Network,
@@ -137,14 +143,13 @@ class IpBlacklist:
         rules.remember(remote, verdict)
         return verdict
 
-    def _judge_forwarded(self, rules: Rules, environ: Environ, peer: Trusted) -> str | int:
+    def _judge_forwarded(self, rules: Rules, environ: Environ, peer: Trusted) -> Verdict:
         """The verdict on the client behind ``peer``, cached per peer and header values."""
-        key = (peer.text, *(environ.get(key) for key, _ in HEADERS))
-        cached = rules.cache.get(key)
-        if isinstance(cached, str | int):
-            return cached
-        verdict = self._walk(rules, environ, peer)
-        rules.remember(key, verdict)
+        key = (peer.text, environ.get(FORWARDED), environ.get(X_FORWARDED_FOR))
+        verdict = rules.cache.get(key)
+        if verdict is None:
+            verdict = self._walk(rules, environ, peer)
+            rules.remember(key, verdict)
         return verdict
 
     def _walk(self, rules: Rules, environ: Environ, peer: Trusted) -> str | int:

@@ -49,8 +49,10 @@ def x_forwarded_for_hops(header: str) -> Iterator[str]:
         yield item.strip()
 
 
+FORWARDED = "HTTP_FORWARDED"
+X_FORWARDED_FOR = "HTTP_X_FORWARDED_FOR"
 # (environ key, header name): Forwarded first, hops read by the functions below.
-HEADERS = (("HTTP_FORWARDED", "Forwarded"), ("HTTP_X_FORWARDED_FOR", "X-Forwarded-For"))
+HEADERS = ((FORWARDED, "Forwarded"), (X_FORWARDED_FOR, "X-Forwarded-For"))
 
 
 def clients_named(environ: Mapping[str, Any], trusted: NetworkSet) -> list[Address | None]:
