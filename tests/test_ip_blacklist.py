@@ -534,6 +534,14 @@ def test_loads_through_paste_with_a_file_next_to_the_ini(tmp_path: Path) -> None
     assert whoami(app, "192.0.3.4", **{"X-Forwarded-For": "192.0.2.1"}) == "192.0.3.4"
 
 
+@pytest.mark.parametrize(("options", "remote", "expected"), [p for p in RULES if p.values[1]])
+def test_rules_through_paste(
+    tmp_path: Path, options: dict[str, str], remote: str, expected: object
+) -> None:
+    ini = write_ini(tmp_path, "".join(f"{name} = {value}\n" for name, value in options.items()))
+    assert whoami(loadapp(f"config:{ini}"), remote) == expected
+
+
 def test_bad_ini_fails_loadapp(tmp_path: Path) -> None:
     ini = write_ini(tmp_path, "blacklist = 192.0.2.1/24\n")
     with pytest.raises(ConfigError, match=r"option blacklist = '192.0.2.1/24'.*host bits"):
