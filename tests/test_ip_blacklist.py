@@ -124,20 +124,20 @@ def test_bad_list_file_fails_the_load_naming_file_and_line(
     else:
         path.write_text(content)
     with pytest.raises(ConfigError, match="option blacklist_file = ") as caught:
-        filter_factory({"here": str(tmp_path)}, blacklist_file="blocked.txt")(Recorder())
+        filter_factory({"here": str(tmp_path)}, blacklist_file="blocked.txt")  # as inspect does
     assert str(path) in str(caught.value)
     assert message in str(caught.value)
 
 
 def test_missing_list_file_fails_the_load(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"whitelist_file = .*No such file"):
-        filter_factory({"here": str(tmp_path)}, whitelist_file="office.txt")(Recorder())
+        filter_factory({"here": str(tmp_path)}, whitelist_file="office.txt")
 
 
 def test_whitelist_file_without_entries_fails_the_load(tmp_path: Path) -> None:
     (tmp_path / "office.txt").write_text("# nobody yet\n")
     with pytest.raises(ConfigError, match="no entries"):
-        filter_factory({"here": str(tmp_path)}, whitelist_file="office.txt")(Recorder())
+        filter_factory({"here": str(tmp_path)}, whitelist_file="office.txt")
 
 
 def test_empty_options_are_not_set() -> None:

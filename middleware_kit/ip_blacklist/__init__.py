@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from middleware_kit import fault
-from middleware_kit._config import ConfigError, number, parse_options, string_list
+from middleware_kit._config import ConfigError, number, parse_options
 from middleware_kit._wsgi import Environ, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ip_blacklist._forwarded import (
     FORWARDED,
@@ -67,12 +67,20 @@ from middleware_kit.ip_blacklist._forwarded import (
     MalformedError,
     clients_named,
 )
-from middleware_kit.ip_blacklist._lists import DENIED, Lists, Rules, Trusted, Verdict
+from middleware_kit.ip_blacklist._lists import (
+    DENIED,
+    Lists,
+    Rules,
+    Trusted,
+    Verdict,
+    list_file_parser,
+)
 from middleware_kit.ip_blacklist._networks import (
     Network,
     NetworkSet,
     format_address,
     parse_address,
+    parse_entries,
     parse_network,
 )
 
@@ -170,18 +178,14 @@ class IpBlacklist:
 
     @classmethod
     def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> FilterFactory:
-        """Paste filter factory; options are parsed here, once, files read at load."""
+        """Paste filter factory; options and list files are checked here, at load."""
         here = Path(global_conf.get("here") or ".")
-
-        def in_here(raw: str) -> Path | None:
-            return here / raw.strip() if raw.strip() else None
-
         parsers = {
-            "blacklist": _entries,
-            "whitelist": _entries,
-            "blacklist_file": in_here,
-            "whitelist_file": in_here,
-            "trusted_proxies": _entries,
+            "blacklist": parse_entries,
+            "whitelist": parse_entries,
+            "blacklist_file": list_file_parser(here, required=False),
+            "whitelist_file": list_file_parser(here, required=True),
+            "trusted_proxies": parse_entries,
             "reload_interval": number(minimum=0),
         }
         options = parse_options("ip_blacklist", local_conf, parsers)
@@ -193,14 +197,6 @@ class IpBlacklist:
                 raise ConfigError(f"ip_blacklist: {exc}") from None
 
         return make
-
-
-def _entries(raw: str) -> tuple[str, ...]:
-    """The entries of an option, each checked here so the error names the option."""
-    entries = string_list(raw)
-    for entry in entries:
-        parse_network(entry)
-    return entries
 
 
 filter_factory = IpBlacklist.factory

@@ -80,10 +80,32 @@ class ListFile:
         return False
 
     def _read(self) -> tuple[Net, ...]:
-        networks = read_list(self.path)
-        if self.required and not networks:
-            raise ValueError(f"{self.path}: no entries (it would deny every client)")
-        return networks
+        return _read(self.path, self.required)
+
+
+def _read(path: Path, required: bool) -> tuple[Net, ...]:
+    networks = read_list(path)
+    if required and not networks:
+        raise ValueError(f"{path}: no entries (it would deny every client)")
+    return networks
+
+
+def list_file_parser(here: Path, *, required: bool) -> Callable[[str], Path | None]:
+    """The parser of a ``*_file`` option: the path, relative to ``here``, of a list file
+    that is read and checked now, so that a factory call (``middleware-kit inspect``)
+    reports a missing or bad file; an empty value is no file."""
+
+    def parse(raw: str) -> Path | None:
+        if not raw.strip():
+            return None
+        path = here / raw.strip()
+        try:
+            _read(path, required)
+        except OSError as exc:
+            raise ValueError(f"{path}: {exc.strerror}") from None
+        return path
+
+    return parse
 
 
 class Trusted(NamedTuple):

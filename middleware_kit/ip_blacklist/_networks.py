@@ -15,6 +15,8 @@ import socket
 from collections.abc import Iterable
 from pathlib import Path
 
+from middleware_kit._config import string_list
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = tuple[int, int]
 Net = tuple[int, int, int]  # (version, prefix length, network value)
@@ -38,6 +40,14 @@ def parse_network(entry: str | Network) -> Net:
     if version == 6 and prefix >= 96 and value >> 32 == _MAPPED_PREFIX:
         return 4, prefix - 96, value & 0xFFFFFFFF
     return version, prefix, value
+
+
+def parse_entries(raw: str) -> tuple[str, ...]:
+    """An option's entries (separated by commas and/or white space), each checked."""
+    entries = string_list(raw)
+    for entry in entries:
+        parse_network(entry)
+    return entries
 
 
 def _parse_entry(text: str) -> Net:
