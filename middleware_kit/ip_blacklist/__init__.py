@@ -41,7 +41,8 @@ a bad one fails the load naming the option and the value):
     When set, or ``whitelist_file`` is, only these clients may pass (minus the blacklist).
 ``blacklist_file``, ``whitelist_file`` (paths, relative to the ini's directory; default none)
     One entry a line, ``#`` comments and blank lines allowed; added to the option's
-    entries. A whitelist file without entries is an error (it would deny everyone).
+    entries. A missing or bad file fails the load; so does a whitelist file without
+    entries (it would deny everyone).
 ``trusted_proxies`` (entries like ``blacklist``; default none)
     The load balancers whose forwarding headers are believed.
 ``reload_interval`` (seconds, a number >= 0; default 5)
