@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import Counts, bench_authtoken, inprocess, markdown_table, ratio, served
+from benchmarks import (
+    Counts,
+    bench_authtoken,
+    bench_ip_blacklist,
+    inprocess,
+    markdown_table,
+    ratio,
+    served,
+)
 from benchmarks import __main__ as bench_main
 from tests.support import keystone
 
@@ -87,6 +95,17 @@ def test_authtoken_reports_both_filters_against_a_real_keystone() -> None:
     assert all(measured_or_missing(row) for row in rows), markdown_table(rows)
     assert str(rows[1]["status"]).startswith("200")  # keystonemiddleware validated the token
     assert {bar["result"] for bar in bench_authtoken.bars(rows)} <= VERDICTS
+
+
+def test_ip_blacklist_reports_lookups_and_filter_calls_per_size() -> None:
+    rows = bench_ip_blacklist.run(counts=TINY, sizes=(10, 1000))
+
+    cases = {(row["entries"], row["case"]) for row in rows}
+    assert len(cases) == len(rows) == 2 * (4 + 4)
+    calls = [row for row in rows if str(row["case"]).startswith("filter call")]
+    assert all("200 OK" in str(row["notes"]) for row in calls), markdown_table(rows)
+    assert all(isinstance(row["median ns"], float) for row in rows)
+    assert bench_ip_blacklist.bars(rows)[0]["result"] == "N/A"  # not run with 100k entries
 
 
 def test_quick_command_writes_a_report(tmp_path: Path) -> None:

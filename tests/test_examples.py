@@ -64,7 +64,11 @@ def test_request_goes_through_in_process(
 ) -> None:
     app = loadapp(f"config:{EXAMPLES / ini}", name=name)
     response = webob.Request.blank(
-        f"{prefix}/cats", method="POST", headers=TOKEN, body=b'{"cat": {"name": "tom"}}'
+        f"{prefix}/cats",
+        method="POST",
+        headers=TOKEN,
+        body=b'{"cat": {"name": "tom"}}',
+        remote_addr="127.0.0.1",  # as every server sets it; ip_blacklist denies a request without
     ).get_response(app)
     assert response.status_int == 201, response.body
     assert response.json["cat"]["name"] == "tom"
