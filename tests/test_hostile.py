@@ -15,6 +15,7 @@ socket: the server answers with a valid status line or closes, and keeps serving
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -25,15 +26,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import webob
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from middleware_kit import demo
 from middleware_kit._wsgi import Environ, WSGIApp
 from tests.support.chains import (
+    BLACKLIST,
     CLIENT_HEADER_LINES,
     CLIENT_HEADERS,
     MAX_REQUEST_BODY_SIZE,
+    TRUSTED_PROXY,
     chain_ini,
     names,
 )
@@ -92,6 +96,22 @@ header_name = st.one_of(st.sampled_from(KNOWN_HEADERS), st.text(LATIN1, min_size
 secret = st.text(string.ascii_letters + string.digits, min_size=8, max_size=24).map(
     lambda tail: SECRET_PREFIX + tail
 )
+REMOTE_ADDRS = ("127.0.0.1", TRUSTED_PROXY, "::1", "::ffff:192.0.2.9", "192.0.2.9", "", "x")
+forwarded_value = st.one_of(
+    st.sampled_from(
+        [
+            "192.0.2.7",
+            "203.0.113.5, " + TRUSTED_PROXY,
+            "for=192.0.2.7",
+            'for="[2001:db8::1]:80", for=' + TRUSTED_PROXY,
+            "unknown",
+            "_hidden",
+            "",
+            ",,",
+        ]
+    ),
+    st.text(LATIN1, max_size=40),
+)
 noauth_token = st.builds(
     lambda user, project: f"{user}:{project}",
     st.text(LATIN1, max_size=12),
@@ -123,7 +143,7 @@ def requests(draw: st.DrawFn) -> tuple[Environ, list[str]]:
         "SERVER_NAME": "localhost",
         "SERVER_PORT": "80",
         "SERVER_PROTOCOL": draw(st.sampled_from(["HTTP/1.1", "HTTP/1.0"])),
-        "REMOTE_ADDR": draw(st.sampled_from(["127.0.0.1", "10.0.0.1", "::1", ""])),
+        "REMOTE_ADDR": draw(st.sampled_from(REMOTE_ADDRS)),
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
         "wsgi.errors": sys.stderr,
@@ -134,6 +154,8 @@ def requests(draw: st.DrawFn) -> tuple[Environ, list[str]]:
     headers: dict[str, list[str]] = {}
     for name, value in draw(st.lists(st.tuples(header_name, header_value), max_size=8)):
         headers.setdefault(name, []).append(value)  # duplicates, joined as servers do
+    for name in draw(st.lists(st.sampled_from(["X-Forwarded-For", "Forwarded"]), max_size=2)):
+        headers.setdefault(name, []).append(draw(forwarded_value))
     for name in draw(st.lists(st.sampled_from(IDENTITY_HEADERS), max_size=4)):
         headers.setdefault(name, []).append(FORGED + draw(st.text(LATIN1, max_size=10)))
     # A noauth token is the caller's <user>:<project>, a name (SECRET_HEADERS); else a secret.
@@ -235,9 +257,53 @@ def test_the_app_sees_what_the_chain_lets_through(
     if "openstack.global_request_id" in seen:
         assert seen["openstack.global_request_id"] == inbound
     assert recorder.body_bytes <= len(sent["wsgi.input"].getvalue())
+    if "ip_blacklist" in names():  # never a denied client; a forwarded one only via a proxy
+        client = ipaddress.ip_address(seen[demo.CLIENT_ADDR_KEY])
+        assert client not in ipaddress.ip_network(BLACKLIST)
+        if sent["REMOTE_ADDR"] != TRUSTED_PROXY:
+            assert client == ipaddress.ip_address(sent["REMOTE_ADDR"])
     if AUTH_FILTERS & set(names()):  # identity comes from the auth filter, never the client
         for name in IDENTITY_HEADERS:
             assert FORGED not in seen.get("HTTP_" + name.upper().replace("-", "_"), "")
+
+
+@pytest.mark.skipif("ip_blacklist" not in names(), reason="ip_blacklist is not in CHAIN")
+@settings(max_examples=150, deadline=None)
+@given(
+    remote=st.sampled_from(REMOTE_ADDRS),
+    forwarded=st.lists(
+        st.tuples(st.sampled_from(["X-Forwarded-For", "Forwarded"]), forwarded_value),
+        max_size=3,
+    ),
+)
+def test_only_a_trusted_proxy_names_another_client(
+    chains: dict[str, WSGIApp],
+    recorder: Recorder,
+    remote: str,
+    forwarded: list[tuple[str, str]],
+) -> None:
+    headers: dict[str, str] = dict(CLIENT_HEADERS)
+    for name, value in forwarded:
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    environ = webob.Request.blank("/", headers=headers, environ={"REMOTE_ADDR": remote}).environ
+    recorder.environ = None
+    outcome = call(chains["recorder"], environ)
+    try:
+        peer = ipaddress.ip_address(remote)
+    except ValueError:
+        peer = None
+    mapped = getattr(peer, "ipv4_mapped", None)
+    if peer is None or any(a in ipaddress.ip_network(BLACKLIST) for a in (peer, mapped) if a):
+        assert outcome.status.startswith("403 ")  # whatever it forwards
+        return
+    if remote != TRUSTED_PROXY:  # forwarding headers from anyone else are ignored
+        assert outcome.status.startswith("200 ")
+        assert recorder.environ is not None
+        assert ipaddress.ip_address(recorder.environ[demo.CLIENT_ADDR_KEY]) == peer
+    elif outcome.status.startswith("200 "):
+        assert recorder.environ is not None
+        client = ipaddress.ip_address(recorder.environ[demo.CLIENT_ADDR_KEY])
+        assert client not in ipaddress.ip_network(BLACKLIST)
 
 
 def test_fuzz_target_holds_for_a_bounded_random_loop() -> None:
