@@ -36,11 +36,14 @@ from tests.support.chains import (
     BLACKLIST,
     CLIENT_HEADER_LINES,
     CLIENT_HEADERS,
+    KEYSTONE_CHAIN,
     MAX_REQUEST_BODY_SIZE,
     TRUSTED_PROXY,
     chain_ini,
+    keystone_options,
     names,
 )
+from tests.support.keystone import KeystoneServer
 from tests.support.properties import (
     FILTER_ANSWERS,
     KNOWN_HEADERS,
@@ -552,3 +555,27 @@ def test_noauth_management_url_never_carries_control_characters(
 def test_noauth_answers_a_non_utf8_path_without_a_500(server: ServedApp, path: bytes) -> None:
     reply = send_raw(server.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert reply.startswith((b"HTTP/1.1 204 ", b"HTTP/1.1 4")), reply[:60]
+
+
+@pytest.mark.keystone
+@pytest.mark.server
+@pytest.mark.xfail(
+    strict=True,
+    reason="keystonemiddleware caches valid tokens only: the same bad token is sent to "
+    "Keystone on every request (an amplifier; under load, 503s instead of 401s)",
+)
+def test_a_bad_token_costs_keystone_one_validation(
+    keystone: KeystoneServer, tmp_path: Path
+) -> None:
+    ini = tmp_path / "keystone.ini"
+    ini.write_text(
+        chain_ini(chain=KEYSTONE_CHAIN, options=keystone_options(keystone.authtoken_settings()))
+    )
+    validations = "GET /v3/auth/tokens"
+    with served(ini) as app:
+        before = keystone.access_log_count(validations)
+        for _ in range(5):
+            status, _, _ = app.request("/cats", headers={"X-Auth-Token": "not-a-token"})
+            assert status == 401
+        after = keystone.access_log_count(validations, at_least=before + 5)
+    assert after - before <= 1

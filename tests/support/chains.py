@@ -29,6 +29,16 @@ OPTIONS: dict[str, dict[str, str]] = {
 }
 
 
+# The same with Keystone: authtoken in noauth's place.
+KEYSTONE_CHAIN = CHAIN.replace("noauth", "authtoken")
+
+
+def keystone_options(authtoken_settings: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """OPTIONS plus authtoken's (``KeystoneServer.authtoken_settings()``), failing fast."""
+    timeouts = {"http_connect_timeout": "3", "http_request_max_retries": "0"}
+    return {**OPTIONS, "authtoken": {**authtoken_settings, **timeouts}}
+
+
 def names(chain: str = CHAIN) -> list[str]:
     return chain.split()
 
