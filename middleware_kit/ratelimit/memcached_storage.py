@@ -1,0 +1,165 @@
+"""``memcached://host:port[,host:port...]``: the sliding logs as memcached values.
+
+Memcached runs no scripts, so a decision is optimistic: one ``gets`` of every matched
+log (one round trip per server holding one), the same steps as the memory storage, then
+only when every rule admits, one ``cas`` (or ``add`` for a new log) per log with the
+request's time appended. A ``cas`` that lost a race re-reads that log and decides
+again; if it now denies, the logs already written give the time back. So an admitted
+request costs 1 + (matched rules) round trips (2 with one rule), a denied one 1, and no
+log ever holds more than N times in a window. Keys are spread over the servers by
+rendezvous (highest random weight) hashing, a consistent hashing: a server added or
+lost moves only its own share of keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from array import array
+from collections.abc import Sequence
+
+from pymemcache.client.base import PooledClient
+from pymemcache.client.rendezvous import RendezvousHash
+from pymemcache.exceptions import MemcacheError
+
+from middleware_kit.ratelimit import algorithm
+from middleware_kit.ratelimit.algorithm import Outcome
+from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
+
+ERRORS = (OSError, MemcacheError)
+MAX_ATTEMPTS = 8
+_SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
+
+
+class MemcachedStorage:
+    """A pooled pymemcache client per server; each key lives on one server."""
+
+    def __init__(self, servers: Sequence[tuple[str, int]], *, timeout_s: float) -> None:
+        self.clients = {
+            f"{host}:{port}": PooledClient(
+                (host, port), connect_timeout=timeout_s, timeout=timeout_s, no_delay=True
+            )
+            for host, port in servers
+        }
+        self.ring = RendezvousHash(nodes=list(self.clients))
+
+    def hit(
+        self,
+        keys: Sequence[str],
+        limits: Sequence[int],
+        windows_ms: Sequence[int],
+        now_ms: int,
+    ) -> Outcome:
+        keys = [_safe(key) for key in keys]
+        try:
+            return self._hit(keys, limits, windows_ms, now_ms)
+        except ERRORS as exc:
+            raise StorageError(f"memcached: {exc}") from None
+
+    def _hit(
+        self, keys: list[str], limits: Sequence[int], windows_ms: Sequence[int], now_ms: int
+    ) -> Outcome:
+        found = self._gets(keys)
+        logs = [_log(found.get(key)) for key in keys]
+        tokens = [found[key][1] if key in found else None for key in keys]
+        admitted, starts = algorithm.decide(logs, limits, windows_ms, now_ms)
+        if admitted:
+            logs = [log[start:] for log, start in zip(logs, starts, strict=True)]
+            starts = [0] * len(logs)
+            for i, key in enumerate(keys):
+                if not self._commit(
+                    key, logs, tokens, i, limit=limits[i], window_ms=windows_ms[i], now_ms=now_ms
+                ):
+                    self._give_back(keys[:i], windows_ms, now_ms)
+                    for j in range(i):
+                        logs[j] = logs[j][:-1]
+                    admitted = False
+                    break
+        return admitted, [
+            algorithm.state(log, start, limit, now_ms)
+            for log, start, limit in zip(logs, starts, limits, strict=True)
+        ]
+
+    def _commit(
+        self,
+        key: str,
+        logs: list[array[int]],
+        tokens: list[bytes | None],
+        i: int,
+        *,
+        limit: int,
+        window_ms: int,
+        now_ms: int,
+    ) -> bool:
+        """Append ``now_ms`` to log ``i`` in memcached; False when it no longer admits."""
+        client = self.clients[self.ring.get_node(key)]
+        expire = math.ceil(window_ms / 1000) + 1
+        for _attempt in range(MAX_ATTEMPTS):
+            value = (logs[i] + array("q", [now_ms])).tobytes()
+            if tokens[i] is None:
+                stored = client.add(key, value, expire=expire, noreply=False)
+            else:
+                stored = client.cas(key, value, tokens[i], expire=expire, noreply=False)
+            if stored:
+                logs[i].append(now_ms)
+                return True
+            got = client.gets(key)  # lost a race: read again, decide again
+            log = _log(got if got[0] is not None else None)
+            start = algorithm.window_start(log, now_ms - window_ms)
+            logs[i], tokens[i] = log[start:], got[1] if got[0] is not None else None
+            if len(logs[i]) >= limit:
+                return False
+        raise StorageError(f"memcached: {key} kept changing under {MAX_ATTEMPTS} attempts")
+
+    def _give_back(self, keys: Sequence[str], windows_ms: Sequence[int], now_ms: int) -> None:
+        """Remove one ``now_ms`` from each of ``keys`` (a request that was denied after all)."""
+        for key, window_ms in zip(keys, windows_ms, strict=False):
+            client = self.clients[self.ring.get_node(key)]
+            for _attempt in range(MAX_ATTEMPTS):
+                value, token = client.gets(key)
+                if value is None:
+                    break
+                log = _log((value, token))
+                if now_ms in log:
+                    log.remove(now_ms)
+                expire = math.ceil(window_ms / 1000) + 1
+                if (
+                    client.cas(key, log.tobytes(), token, expire=expire, noreply=False)
+                    is not False
+                ):
+                    break
+
+    def _gets(self, keys: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        by_server: dict[str, list[str]] = {}
+        for key in keys:
+            by_server.setdefault(self.ring.get_node(key), []).append(key)
+        found: dict[str, tuple[bytes, bytes]] = {}
+        for server, server_keys in by_server.items():
+            found.update(self.clients[server].gets_many(server_keys))
+        return found
+
+    def ping(self) -> None:
+        try:
+            for client in self.clients.values():
+                client.version()
+        except ERRORS as exc:
+            raise StorageError(f"memcached: {exc}") from None
+
+    def close(self) -> None:
+        for client in self.clients.values():
+            client.close()
+
+
+def _log(found: tuple[bytes, bytes] | None) -> array[int]:
+    log = algorithm.new_log()
+    if found is not None:
+        log.frombytes(found[0])
+    return log
+
+
+def _safe(key: str) -> str:
+    """``key`` itself when memcached takes it, else a digest of it."""
+    if _SAFE_KEY.fullmatch(key):
+        return key
+    return KEY_PREFIX + hashlib.blake2b(key.encode(), digest_size=20).hexdigest()

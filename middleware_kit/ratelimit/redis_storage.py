@@ -1,0 +1,115 @@
+"""``redis://``, ``rediss://``, ``redis+sentinel://``: the sliding logs in Redis lists.
+
+One ``EVALSHA`` per request, whatever the number of matched rules: the Lua script below
+trims every log, checks every limit, and only when all admit pushes ``now`` to every
+log; it answers the counts and times the headers need. Scripts run atomically, so every
+process and host sharing the server sees exact counts. Each log is a list, newest time
+first, at most N long, expiring one window after its newest time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from middleware_kit.ratelimit.algorithm import Outcome
+from middleware_kit.ratelimit.storage import StorageError, hosts
+
+# KEYS: one log per matched rule. ARGV: now_ms, then limit and window_ms per key.
+# Returns {admitted, count_1, free_at_1, count_2, free_at_2, ...}.
+SCRIPT = """
+local now = tonumber(ARGV[1])
+local admit = 1
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local horizon = now - tonumber(ARGV[2 * i + 1])
+  local oldest = redis.call('LINDEX', key, -1)
+  while oldest and tonumber(oldest) <= horizon do
+    redis.call('RPOP', key)
+    oldest = redis.call('LINDEX', key, -1)
+  end
+  counts[i] = redis.call('LLEN', key)
+  if counts[i] >= tonumber(ARGV[2 * i]) then admit = 0 end
+end
+local out = {admit}
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[2 * i])
+  local count = counts[i]
+  if admit == 1 then
+    redis.call('LPUSH', key, ARGV[1])
+    redis.call('PEXPIRE', key, ARGV[2 * i + 1])
+    count = count + 1
+  end
+  local free_at = now
+  if count >= limit then
+    free_at = tonumber(redis.call('LINDEX', key, limit - 1))
+  elseif count > 0 then
+    free_at = tonumber(redis.call('LINDEX', key, -1))
+  end
+  out[2 * i] = count
+  out[2 * i + 1] = free_at
+end
+return out
+"""
+ERRORS = (redis.RedisError, OSError)
+
+
+class RedisStorage:
+    """One Lua script call per request on a redis-py client (its own connection pool)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.client = client
+        self.script = client.register_script(SCRIPT)
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float) -> RedisStorage:
+        """A client for a checked URL; every call bounded by ``timeout_s``, no retries."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout_s,
+            "socket_connect_timeout": timeout_s,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if not url.lower().startswith("redis+sentinel://"):
+            return cls(redis.Redis.from_url(url, **options))
+        parts = urlsplit(url)
+        service, *db = [p for p in parts.path.split("/") if p]
+        if parts.password:
+            options["password"] = unquote(parts.password)
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            hosts(parts.netloc, 26379),
+            socket_timeout=timeout_s,
+            sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
+        )
+        master = sentinel.master_for(service, db=int(db[0]) if db else 0, **options)  # type: ignore[no-untyped-call]
+        return cls(master)
+
+    def hit(
+        self,
+        keys: Sequence[str],
+        limits: Sequence[int],
+        windows_ms: Sequence[int],
+        now_ms: int,
+    ) -> Outcome:
+        args: list[int] = [now_ms]
+        for limit, window in zip(limits, windows_ms, strict=True):
+            args += (limit, window)
+        try:
+            out = self.script(keys=keys, args=args)
+        except ERRORS as exc:
+            raise StorageError(f"redis: {exc}") from None
+        return bool(out[0]), [(int(out[i]), int(out[i + 1])) for i in range(1, len(out), 2)]
+
+    def ping(self) -> None:
+        try:
+            self.client.ping()
+        except ERRORS as exc:
+            raise StorageError(f"redis: {exc}") from None
+
+    def close(self) -> None:
+        self.client.close()
