@@ -28,7 +28,7 @@ from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
 ERRORS = (OSError, MemcacheError)
-MAX_ATTEMPTS = 8
+MAX_ATTEMPTS = 32  # cas races lost in a row before giving up (as a storage error)
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
 
 

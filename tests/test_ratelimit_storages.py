@@ -1,0 +1,325 @@
+"""ratelimit: one contract suite run against memory://, redis:// and memcached://."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import redis
+import webob
+from pymemcache.client.base import Client
+
+from middleware_kit._wsgi import Environ, StartResponse
+from middleware_kit.ratelimit import RateLimit, filter_factory
+from middleware_kit.ratelimit.memcached_storage import MemcachedStorage
+from middleware_kit.ratelimit.memory import MemoryStorage
+from middleware_kit.ratelimit.rules import parse_rules
+from middleware_kit.ratelimit.storage import Storage, from_url, hosts
+from tests.support.servers import BackgroundServer, start_memcached
+
+T0 = 1_700_000_000.0
+SCRIPT_COMMANDS = {"lindex", "llen", "lpush", "pexpire", "rpop"}
+
+
+@dataclass
+class Backend:
+    name: str
+    url: str
+    server: BackgroundServer | None
+    made: list[Storage]
+
+    def storage(self, timeout_s: float = 1.0) -> Storage:
+        storage = from_url(self.url, timeout_s)
+        self.made.append(storage)
+        return storage
+
+    def close(self) -> None:
+        for storage in self.made:
+            storage.close()
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("memcached", marks=pytest.mark.memcached),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "memory":
+        made = Backend("memory", "memory://", None, [])
+    else:
+        server, url = request.getfixturevalue(f"{request.param}_server")
+        made = Backend(request.param, url, server, [])
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("memcached", marks=pytest.mark.memcached),
+    ]
+)
+def shared(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    server, url = request.getfixturevalue(f"{request.param}_server")
+    made = Backend(request.param, url, server, [])
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def ok_app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+
+
+def post(app: object, path: str = "/servers", user: str = "alice") -> webob.Response:
+    request = webob.Request.blank(path, method="POST", headers={"X-User-Id": user})
+    return request.get_response(app)
+
+
+# --- the contract ------------------------------------------------------------------------------
+
+
+def test_same_outcomes_as_the_reference(backend: Backend) -> None:
+    """Two rules on one key and one on another, 400 requests at random times: every
+    storage answers exactly what the memory storage (property-tested) answers."""
+    rng = random.Random(5)
+    reference, storage = MemoryStorage(), backend.storage()
+    now = int(T0 * 1000)
+    for _ in range(400):
+        now += rng.choice((0, 1, 7, 50, 120, 400, 999))
+        user = rng.choice(("a", "b"))
+        keys = [f"mkrl:t1:{user}", f"mkrl:t2:{user}"]
+        limits, windows = [3, 5], [1000, 3000]
+        assert storage.hit(keys, limits, windows, now) == reference.hit(keys, limits, windows, now)
+
+
+def test_limit_then_429_then_window_passes(backend: Backend) -> None:
+    clock = Clock()
+    storage = backend.storage()
+    app = RateLimit(
+        ok_app, limits=parse_rules('(POST, "*", .*, 3, MINUTE)'), storage=storage, clock=clock
+    )
+    assert [post(app).status_int for _ in range(3)] == [200, 200, 200]
+    clock.now += 30
+    denied = post(app)
+    assert denied.status_int == 429
+    assert denied.headers["Retry-After"] == "30"
+    assert json.loads(denied.body)["overLimit"]["retryAfter"] == "30"
+    assert denied.headers["RateLimit"] == '"post-minute";r=0;t=30'
+    assert post(app, user="bob").status_int == 200  # another key
+    clock.now += 30
+    admitted = post(app)
+    assert admitted.status_int == 200
+    assert admitted.headers["RateLimit"] == '"post-minute";r=2;t=60'  # all three expired
+
+
+def test_rules_together_and_denials_not_counted(backend: Backend) -> None:
+    clock = Clock()
+    rules = parse_rules('(POST, "*", .*, 2, MINUTE);(POST, "/x", ^/x, 1, HOUR)')
+    app = RateLimit(ok_app, limits=rules, storage=backend.storage(), clock=clock)
+    assert post(app, "/x").status_int == 200
+    assert post(app, "/x").status_int == 429
+    assert post(app, "/y").status_int == 200
+    third = post(app, "/y")
+    assert third.status_int == 429
+    assert third.headers["Retry-After"] == "60"
+    clock.now += 60
+    denied = post(app, "/x")
+    assert denied.status_int == 429
+    assert denied.headers["Retry-After"] == "3540"
+    assert denied.headers["RateLimit"] == '"post-minute";r=2;t=0, "post-hour";r=0;t=3540'
+
+
+def test_concurrent_clients_admit_exactly_n(backend: Backend) -> None:
+    """Eight threads, each with its own storage client (as separate processes would
+    have), 80 requests of one key against a limit of 20 at one instant."""
+    storages = (
+        [backend.storage() for _ in range(8)]
+        if backend.name != "memory"
+        else [backend.storage()] * 8
+    )
+    now = int(T0 * 1000)
+
+    def one(i: int) -> bool:
+        return storages[i % 8].hit(["mkrl:c:k"], [20], [60_000], now)[0]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        decisions = list(pool.map(one, range(80)))
+    assert decisions.count(True) == 20
+    assert storages[0].hit(["mkrl:c:k"], [20], [60_000], now + 60_000)[0]
+
+
+def test_odd_user_ids_are_counted(backend: Backend) -> None:
+    app = RateLimit(
+        ok_app,
+        limits=parse_rules('(POST, "*", .*, 1, MINUTE)'),
+        storage=backend.storage(),
+        clock=Clock(),
+    )
+    for user in ("with space", "é" * 300, "x" * 400):
+        assert post(app, user=user).status_int == 200
+        assert post(app, user=user).status_int == 429
+
+
+# --- round trips ---------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_redis_one_round_trip_per_request_for_all_rules(
+    redis_server: tuple[BackgroundServer, str],
+) -> None:
+    _server, url = redis_server
+    clock = Clock()
+    rules = parse_rules(
+        '(POST, "*", .*, 5, MINUTE);(*, "*", .*, 100, HOUR);(POST, "/s", ^/s, 9, DAY)'
+    )
+    storage = from_url(url, 1.0)
+    app = RateLimit(ok_app, limits=rules, storage=storage, clock=clock)
+    post(app)  # loads the script once
+    with redis.Redis.from_url(url) as probe:
+        before = probe.info("commandstats")
+        statuses = [post(app).status_int for _ in range(10)]
+        after = probe.info("commandstats")
+    storage.close()
+    assert statuses == [200] * 4 + [429] * 6
+    calls = {
+        name.removeprefix("cmdstat_"): after[name]["calls"]
+        - before.get(name, {"calls": 0})["calls"]
+        for name in after
+    }
+    # Commands a script runs are counted too: only EVALSHA (and our INFO) came from a client.
+    from_clients = {name: n for name, n in calls.items() if n and name not in SCRIPT_COMMANDS}
+    assert from_clients == {"evalsha": 10, "info": 1}
+
+
+@pytest.mark.memcached
+def test_memcached_round_trips(memcached_server: tuple[BackgroundServer, str]) -> None:
+    server, url = memcached_server
+    clock = Clock()
+    app = RateLimit(
+        ok_app,
+        limits=parse_rules('(POST, "*", .*, 5, MINUTE)'),
+        storage=from_url(url, 1.0),
+        clock=clock,
+    )
+    probe = Client(("127.0.0.1", server.port))
+
+    def stats() -> dict[str, int]:
+        raw = probe.stats()
+        return {k.decode(): int(raw[k]) for k in (b"cmd_get", b"cmd_set", b"cmd_touch")}
+
+    before = stats()
+    statuses = [post(app).status_int for _ in range(8)]
+    after = stats()
+    probe.close()
+    app.storage.close()
+    assert statuses == [200] * 5 + [429] * 3
+    # One get per request; one add or cas per admitted request: 2 round trips admitted,
+    # 1 denied.
+    assert {k: after[k] - before[k] for k in after} == {"cmd_get": 8, "cmd_set": 5, "cmd_touch": 0}
+
+
+@pytest.mark.memcached
+def test_memcached_spreads_keys_over_servers(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    first, _url = memcached_server
+    second, _url2 = start_memcached()
+    try:
+        url = f"memcached://127.0.0.1:{first.port},127.0.0.1:{second.port}"
+        storage = from_url(url, 1.0)
+        assert isinstance(storage, MemcachedStorage)
+        now = int(T0 * 1000)
+        for i in range(40):
+            keys = [f"mkrl:a:u{i}", f"mkrl:b:u{i}"]
+            assert storage.hit(keys, [1, 1], [60_000, 60_000], now)[0]
+            assert not storage.hit(keys, [1, 1], [60_000, 60_000], now)[0]
+        storage.close()
+        items = []
+        for each in (first, second):
+            probe = Client(("127.0.0.1", each.port))
+            items.append(int(probe.stats()[b"curr_items"]))
+            probe.close()
+        assert sum(items) == 80
+        assert min(items) > 10  # both servers hold a share
+    finally:
+        second.stop()
+
+
+def test_hosts_parsing() -> None:
+    assert hosts("a:1,b:2", 11211) == [("a", 1), ("b", 2)]
+    assert hosts("user:pw@a", 6379) == [("a", 6379)]
+
+
+# --- storage down: fail open, fail closed, recovery ----------------------------------------
+
+
+def stopped_storage_app(backend: Backend, fail_open: str) -> tuple[object, Clock]:
+    clock = Clock()
+    factory = filter_factory(
+        {},
+        limits='(POST, "*", .*, 2, MINUTE)',
+        storage_url=backend.url,
+        storage_timeout="0.5",
+        fail_open=fail_open,
+    )
+    app = factory(ok_app)
+    app.clock = clock  # type: ignore[attr-defined]
+    backend.made.append(app.storage)  # type: ignore[attr-defined]
+    return app, clock
+
+
+def test_fail_open_lets_requests_through_and_warns_once_a_minute(
+    shared: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert shared.server is not None
+    app, clock = stopped_storage_app(shared, "true")
+    assert [post(app).status_int for _ in range(3)] == [200, 200, 429]
+    shared.server.stop()
+    with caplog.at_level(logging.WARNING, logger="middleware_kit.ratelimit"):
+        through = [post(app) for _ in range(5)]
+        clock.now += 61
+        through.append(post(app))
+    assert [r.status_int for r in through] == [200] * 6
+    assert not any("RateLimit" in r.headers for r in through)
+    warnings = [r for r in caplog.records if "storage unavailable" in r.getMessage()]
+    assert len(warnings) == 2
+    assert "letting requests through" in warnings[0].getMessage()
+    shared.server.start()  # empty again: counting resumes from zero
+    assert [post(app).status_int for _ in range(3)] == [200, 200, 429]
+
+
+def test_fail_closed_answers_503_until_the_storage_returns(shared: Backend) -> None:
+    assert shared.server is not None
+    app, _clock = stopped_storage_app(shared, "false")
+    assert post(app).status_int == 200
+    shared.server.stop()
+    down = post(app)
+    assert down.status_int == 503
+    assert json.loads(down.body)["serviceUnavailable"]["code"] == 503
+    shared.server.start()
+    assert [post(app).status_int for _ in range(3)] == [200, 200, 429]
+
+
+def test_memory_never_fails() -> None:
+    app = filter_factory({}, limits='(POST, "*", .*, 1, MINUTE)', fail_open="false")(ok_app)
+    assert [post(app).status_int for _ in range(2)] == [200, 429]
