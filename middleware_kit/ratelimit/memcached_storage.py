@@ -18,16 +18,19 @@ import math
 import re
 from array import array
 from collections.abc import Sequence
+from typing import Any
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
-from pymemcache.exceptions import MemcacheError
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from middleware_kit.ratelimit import algorithm
 from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
 ERRORS = (OSError, MemcacheError)
+# What a pooled connection to a server that restarted since answers: worth one retry.
+STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
 MAX_ATTEMPTS = 32  # cas races lost in a row before giving up (as a storage error)
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
 
@@ -36,13 +39,33 @@ class MemcachedStorage:
     """A pooled pymemcache client per server; each key lives on one server."""
 
     def __init__(self, servers: Sequence[tuple[str, int]], *, timeout_s: float) -> None:
-        self.clients = {
-            f"{host}:{port}": PooledClient(
-                (host, port), connect_timeout=timeout_s, timeout=timeout_s, no_delay=True
-            )
-            for host, port in servers
-        }
+        self.timeout_s = timeout_s
+        self.servers = {f"{host}:{port}": (host, port) for host, port in servers}
+        self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
+
+    def _new_client(self, server: str) -> PooledClient:
+        timeout = self.timeout_s
+        return PooledClient(
+            self.servers[server], connect_timeout=timeout, timeout=timeout, no_delay=True
+        )
+
+    def _call(self, key: str, method: str, *args: object, **kwargs: object) -> Any:
+        """``method(key, ...)`` on the client of ``key``'s server."""
+        return self._on(self.ring.get_node(key), method, key, *args, **kwargs)
+
+    def _on(self, server: str, method: str, *args: object, **kwargs: object) -> Any:
+        """``method`` on the client of ``server``. A connection that failed (not timed
+        out) drops that server's pool: its idle sockets are as dead as this one, and a
+        restarted server gets fresh connections."""
+        client = self.clients[server]
+        try:
+            return getattr(client, method)(*args, **kwargs)
+        except ERRORS as exc:
+            if not isinstance(exc, TimeoutError) and self.clients[server] is client:
+                self.clients[server] = self._new_client(server)
+                client.close()
+            raise
 
     def hit(
         self,
@@ -93,18 +116,17 @@ class MemcachedStorage:
         now_ms: int,
     ) -> bool:
         """Append ``now_ms`` to log ``i`` in memcached; False when it no longer admits."""
-        client = self.clients[self.ring.get_node(key)]
         expire = math.ceil(window_ms / 1000) + 1
         for _attempt in range(MAX_ATTEMPTS):
             value = (logs[i] + array("q", [now_ms])).tobytes()
             if tokens[i] is None:
-                stored = client.add(key, value, expire=expire, noreply=False)
+                stored = self._call(key, "add", value, expire=expire, noreply=False)
             else:
-                stored = client.cas(key, value, tokens[i], expire=expire, noreply=False)
+                stored = self._call(key, "cas", value, tokens[i], expire=expire, noreply=False)
             if stored:
                 logs[i].append(now_ms)
                 return True
-            got = client.gets(key)  # lost a race: read again, decide again
+            got = self._call(key, "gets")  # lost a race: read again, decide again
             log = _log(got if got[0] is not None else None)
             start = algorithm.window_start(log, now_ms - window_ms)
             logs[i], tokens[i] = log[start:], got[1] if got[0] is not None else None
@@ -115,34 +137,35 @@ class MemcachedStorage:
     def _give_back(self, keys: Sequence[str], windows_ms: Sequence[int], now_ms: int) -> None:
         """Remove one ``now_ms`` from each of ``keys`` (a request that was denied after all)."""
         for key, window_ms in zip(keys, windows_ms, strict=False):
-            client = self.clients[self.ring.get_node(key)]
             for _attempt in range(MAX_ATTEMPTS):
-                value, token = client.gets(key)
+                value, token = self._call(key, "gets")
                 if value is None:
                     break
                 log = _log((value, token))
                 if now_ms in log:
                     log.remove(now_ms)
                 expire = math.ceil(window_ms / 1000) + 1
-                if (
-                    client.cas(key, log.tobytes(), token, expire=expire, noreply=False)
-                    is not False
-                ):
+                stored = self._call(key, "cas", log.tobytes(), token, expire=expire, noreply=False)
+                if stored is not False:
                     break
 
     def _gets(self, keys: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
+        """One ``gets`` of ``keys`` per server; once more on a stale pooled connection."""
         by_server: dict[str, list[str]] = {}
         for key in keys:
             by_server.setdefault(self.ring.get_node(key), []).append(key)
         found: dict[str, tuple[bytes, bytes]] = {}
         for server, server_keys in by_server.items():
-            found.update(self.clients[server].gets_many(server_keys))
+            try:
+                found.update(self._on(server, "gets_many", server_keys))
+            except STALE:
+                found.update(self._on(server, "gets_many", server_keys))
         return found
 
     def ping(self) -> None:
         try:
-            for client in self.clients.values():
-                client.version()
+            for server in self.servers:
+                self._on(server, "version")
         except ERRORS as exc:
             raise StorageError(f"memcached: {exc}") from None
 
