@@ -43,6 +43,7 @@ class MemcachedStorage:
         self.servers = {f"{host}:{port}": (host, port) for host, port in servers}
         self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
+        self.only = next(iter(self.servers)) if len(self.servers) == 1 else None
 
     def _new_client(self, server: str) -> PooledClient:
         timeout = self.timeout_s
@@ -52,7 +53,10 @@ class MemcachedStorage:
 
     def _call(self, key: str, method: str, *args: object, **kwargs: object) -> Any:
         """``method(key, ...)`` on the client of ``key``'s server."""
-        return self._on(self.ring.get_node(key), method, key, *args, **kwargs)
+        return self._on(self._server(key), method, key, *args, **kwargs)
+
+    def _server(self, key: str) -> str:
+        return self.only or self.ring.get_node(key)
 
     def _on(self, server: str, method: str, *args: object, **kwargs: object) -> Any:
         """``method`` on the client of ``server``. A connection that failed (not timed
@@ -153,7 +157,7 @@ class MemcachedStorage:
         """One ``gets`` of ``keys`` per server; once more on a stale pooled connection."""
         by_server: dict[str, list[str]] = {}
         for key in keys:
-            by_server.setdefault(self.ring.get_node(key), []).append(key)
+            by_server.setdefault(self._server(key), []).append(key)
         found: dict[str, tuple[bytes, bytes]] = {}
         for server, server_keys in by_server.items():
             try:

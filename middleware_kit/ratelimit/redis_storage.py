@@ -9,6 +9,7 @@ first, at most N long, expiring one window after its newest time.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -26,15 +27,15 @@ from middleware_kit.ratelimit.storage import StorageError, hosts
 SCRIPT = """
 local now = tonumber(ARGV[1])
 local admit = 1
-local counts = {}
+local counts, oldest = {}, {}
 for i, key in ipairs(KEYS) do
   local horizon = now - tonumber(ARGV[2 * i + 1])
-  local oldest = redis.call('LINDEX', key, -1)
-  while oldest and tonumber(oldest) <= horizon do
+  local last = redis.call('LINDEX', key, -1)
+  while last and tonumber(last) <= horizon do
     redis.call('RPOP', key)
-    oldest = redis.call('LINDEX', key, -1)
+    last = redis.call('LINDEX', key, -1)
   end
-  counts[i] = redis.call('LLEN', key)
+  counts[i], oldest[i] = redis.call('LLEN', key), last
   if counts[i] >= tonumber(ARGV[2 * i]) then admit = 0 end
 end
 local out = {admit}
@@ -46,11 +47,9 @@ for i, key in ipairs(KEYS) do
     redis.call('PEXPIRE', key, ARGV[2 * i + 1])
     count = count + 1
   end
-  local free_at = now
+  local free_at = tonumber(oldest[i] or ARGV[1])
   if count >= limit then
     free_at = tonumber(redis.call('LINDEX', key, limit - 1))
-  elseif count > 0 then
-    free_at = tonumber(redis.call('LINDEX', key, -1))
   end
   out[2 * i] = count
   out[2 * i + 1] = free_at
@@ -65,7 +64,7 @@ class RedisStorage:
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self.script = client.register_script(SCRIPT)
+        self.sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float) -> RedisStorage:
@@ -96,11 +95,15 @@ class RedisStorage:
         windows_ms: Sequence[int],
         now_ms: int,
     ) -> Outcome:
-        args: list[int] = [now_ms]
+        args: list[object] = ["EVALSHA", self.sha, len(keys), *keys, now_ms]
         for limit, window in zip(limits, windows_ms, strict=True):
             args += (limit, window)
         try:
-            out = self.script(keys=keys, args=args)
+            try:
+                out = self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+            except redis.exceptions.NoScriptError:  # a new or restarted server
+                self.client.script_load(SCRIPT)
+                out = self.client.execute_command(*args)  # type: ignore[no-untyped-call]
         except ERRORS as exc:
             raise StorageError(f"redis: {exc}") from None
         return bool(out[0]), [(int(out[i]), int(out[i + 1])) for i in range(1, len(out), 2)]
