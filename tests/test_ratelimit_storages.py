@@ -8,6 +8,7 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import redis
@@ -323,3 +324,30 @@ def test_fail_closed_answers_503_until_the_storage_returns(shared: Backend) -> N
 def test_memory_never_fails() -> None:
     app = filter_factory({}, limits='(POST, "*", .*, 1, MINUTE)', fail_open="false")(ok_app)
     assert [post(app).status_int for _ in range(2)] == [200, 429]
+
+
+@pytest.mark.memcached
+def test_memcached_gives_back_when_a_later_rule_loses_a_race(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    """Rule one is written, then a rival process takes rule two's last slot before our
+    cas: the request is denied after all, and rule one gets its time back."""
+    server, url = memcached_server
+    now = int(T0 * 1000)
+    rival = from_url(url, 1.0)
+
+    class Racing(MemcachedStorage):
+        def _commit(self, key: str, *args: Any, **kwargs: Any) -> bool:
+            if key.startswith("mkrl:two"):
+                assert rival.hit([key], [1], [60_000], now)[0]
+            return super()._commit(key, *args, **kwargs)
+
+    racing = Racing([("127.0.0.1", server.port)], timeout_s=1.0)
+    try:
+        outcome = racing.hit(["mkrl:one:k", "mkrl:two:k"], [5, 1], [60_000, 60_000], now)
+        assert outcome == (False, [(0, now), (1, now)])
+        again = [rival.hit(["mkrl:one:k"], [5], [60_000], now)[0] for _ in range(6)]
+        assert again == [True] * 5 + [False]
+    finally:
+        racing.close()
+        rival.close()
