@@ -15,6 +15,7 @@ import redis
 import webob
 from pymemcache.client.base import Client
 
+from benchmarks.bench_ratelimit import counted_sends
 from middleware_kit._wsgi import Environ, StartResponse
 from middleware_kit.ratelimit import RateLimit, filter_factory
 from middleware_kit.ratelimit.memcached_storage import MemcachedStorage
@@ -229,14 +230,34 @@ def test_memcached_round_trips(memcached_server: tuple[BackgroundServer, str]) -
         return {k.decode(): int(raw[k]) for k in (b"cmd_get", b"cmd_set", b"cmd_touch")}
 
     before = stats()
-    statuses = [post(app).status_int for _ in range(8)]
+    with counted_sends() as sends:
+        statuses = [post(app).status_int for _ in range(8)]
     after = stats()
     probe.close()
     app.storage.close()
     assert statuses == [200] * 5 + [429] * 3
-    # One get per request; one add or cas per admitted request: 2 round trips admitted,
-    # 1 denied.
-    assert {k: after[k] - before[k] for k in after} == {"cmd_get": 8, "cmd_set": 5, "cmd_touch": 0}
+    # Round trips: the first request reads the unknown log, then writes (2); the next
+    # four write to the log they remember, each write pipelined with a gets (1 each);
+    # each denial reads the log before answering (1 each).
+    assert sends[0] == 2 + 4 + 3
+    assert {k: after[k] - before[k] for k in after} == {"cmd_get": 9, "cmd_set": 5, "cmd_touch": 0}
+
+
+@pytest.mark.memcached
+def test_memcached_two_round_trips_when_another_process_wrote_last(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    _server, url = memcached_server
+    ours, theirs = from_url(url, 1.0), from_url(url, 1.0)
+    now = int(T0 * 1000)
+    try:
+        with counted_sends() as sends:
+            for i in range(6):  # alternate, as a round-robin load balancer would
+                assert (ours if i % 2 else theirs).hit(["mkrl:lb:k"], [10], [60_000], now + i)[0]
+        assert sends[0] == 2 * 6
+    finally:
+        ours.close()
+        theirs.close()
 
 
 @pytest.mark.memcached
@@ -337,10 +358,10 @@ def test_memcached_gives_back_when_a_later_rule_loses_a_race(
     rival = from_url(url, 1.0)
 
     class Racing(MemcachedStorage):
-        def _commit(self, key: str, *args: Any, **kwargs: Any) -> bool:
-            if key.startswith("mkrl:two"):
-                assert rival.hit([key], [1], [60_000], now)[0]
-            return super()._commit(key, *args, **kwargs)
+        def _write(self, writes: Any, now_ms: int) -> Any:
+            if any(key.startswith("mkrl:two") for key, *_rest in writes):
+                assert rival.hit(["mkrl:two:k"], [1], [60_000], now)[0]
+            return super()._write(writes, now_ms)
 
     racing = Racing([("127.0.0.1", server.port)], timeout_s=1.0)
     try:

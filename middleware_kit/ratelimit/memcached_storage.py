@@ -1,14 +1,21 @@
 """``memcached://host:port[,host:port...]``: the sliding logs as memcached values.
 
-Memcached runs no scripts, so a decision is optimistic: one ``gets`` of every matched
-log (one round trip per server holding one), the same steps as the memory storage, then
-only when every rule admits, one ``cas`` (or ``add`` for a new log) per log with the
-request's time appended. A ``cas`` that lost a race re-reads that log and decides
-again; if it now denies, the logs already written give the time back. So an admitted
-request costs 1 + (matched rules) round trips (2 with one rule), a denied one 1, and no
-log ever holds more than N times in a window. Keys are spread over the servers by
-rendezvous (highest random weight) hashing, a consistent hashing: a server added or
-lost moves only its own share of keys.
+Memcached runs no scripts, so a decision is optimistic, checked by ``cas``: a log is
+only written if nobody wrote it since it was read. Every write is pipelined with a
+``gets`` of the same logs (one round trip per server), so the reply also says what the
+logs hold now and their new cas tokens; the storage remembers them (up to
+``MAX_REMEMBERED`` logs). Hence, for the logs of one request:
+
+- remembered and still current (this process wrote them last): decide, write: **1**
+  round trip;
+- not remembered, or another process wrote since: one ``gets``, decide, write: **2**;
+- denied: decided on a fresh ``gets``: **1**.
+
+A write that lost a race re-decides on the fresh logs its own reply carried; if a
+later rule now denies, the logs already written give the time back. No log ever holds
+more than N times of a window. Logs are ASCII (decimal milliseconds, comma-separated).
+Keys are spread over the servers by rendezvous (highest random weight) hashing, a
+consistent hashing: a server added or lost moves only its own share of keys.
 """
 
 from __future__ import annotations
@@ -18,21 +25,33 @@ import math
 import re
 from array import array
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
-from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
+from pymemcache.exceptions import (
+    MemcacheError,
+    MemcacheUnexpectedCloseError,
+    MemcacheUnknownError,
+)
 
 from middleware_kit.ratelimit import algorithm
 from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
 ERRORS = (OSError, MemcacheError)
-# What a pooled connection to a server that restarted since answers: worth one retry.
+# What a pooled connection to a server that restarted since answers: worth one retry
+# (the command cannot have reached the new server process).
 STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
 MAX_ATTEMPTS = 32  # cas races lost in a row before giving up (as a storage error)
+MAX_REMEMBERED = 16_384  # logs whose last state this process keeps (bounds its memory)
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
+_END = b"END\r\n"
+_STORED = b"STORED"
+_LOST = (b"EXISTS", b"NOT_FOUND", b"NOT_STORED")
+
+# A log as last seen: its times and cas token.
+Seen: TypeAlias = "tuple[array[int], bytes]"
 
 
 class MemcachedStorage:
@@ -44,32 +63,13 @@ class MemcachedStorage:
         self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
         self.only = next(iter(self.servers)) if len(self.servers) == 1 else None
+        self.seen: dict[str, Seen] = {}
 
     def _new_client(self, server: str) -> PooledClient:
         timeout = self.timeout_s
         return PooledClient(
             self.servers[server], connect_timeout=timeout, timeout=timeout, no_delay=True
         )
-
-    def _call(self, key: str, method: str, *args: object, **kwargs: object) -> Any:
-        """``method(key, ...)`` on the client of ``key``'s server."""
-        return self._on(self._server(key), method, key, *args, **kwargs)
-
-    def _server(self, key: str) -> str:
-        return self.only or self.ring.get_node(key)
-
-    def _on(self, server: str, method: str, *args: object, **kwargs: object) -> Any:
-        """``method`` on the client of ``server``. A connection that failed (not timed
-        out) drops that server's pool: its idle sockets are as dead as this one, and a
-        restarted server gets fresh connections."""
-        client = self.clients[server]
-        try:
-            return getattr(client, method)(*args, **kwargs)
-        except ERRORS as exc:
-            if not isinstance(exc, TimeoutError) and self.clients[server] is client:
-                self.clients[server] = self._new_client(server)
-                client.close()
-            raise
 
     def hit(
         self,
@@ -87,84 +87,135 @@ class MemcachedStorage:
     def _hit(
         self, keys: list[str], limits: Sequence[int], windows_ms: Sequence[int], now_ms: int
     ) -> Outcome:
-        found = self._gets(keys)
-        logs = [_log(found.get(key)) for key in keys]
-        tokens = [found[key][1] if key in found else None for key in keys]
-        admitted, starts = algorithm.decide(logs, limits, windows_ms, now_ms)
-        if admitted:
-            logs = [log[start:] for log, start in zip(logs, starts, strict=True)]
-            starts = [0] * len(logs)
-            for i, key in enumerate(keys):
-                if not self._commit(
-                    key, logs, tokens, i, limit=limits[i], window_ms=windows_ms[i], now_ms=now_ms
-                ):
-                    self._give_back(keys[:i], windows_ms, now_ms)
-                    for j in range(i):
-                        logs[j] = logs[j][:-1]
-                    admitted = False
-                    break
-        return admitted, [
-            algorithm.state(log, start, limit, now_ms)
-            for log, start, limit in zip(logs, starts, limits, strict=True)
-        ]
-
-    def _commit(
-        self,
-        key: str,
-        logs: list[array[int]],
-        tokens: list[bytes | None],
-        i: int,
-        *,
-        limit: int,
-        window_ms: int,
-        now_ms: int,
-    ) -> bool:
-        """Append ``now_ms`` to log ``i`` in memcached; False when it no longer admits."""
-        expire = math.ceil(window_ms / 1000) + 1
+        remembered = [self.seen.get(key) for key in keys]
+        fresh = None in remembered
+        known = self._read(keys) if fresh else remembered
+        todo, written = list(range(len(keys))), list[int]()
         for _attempt in range(MAX_ATTEMPTS):
-            value = (logs[i] + array("q", [now_ms])).tobytes()
-            if tokens[i] is None:
-                stored = self._call(key, "add", value, expire=expire, noreply=False)
-            else:
-                stored = self._call(key, "cas", value, tokens[i], expire=expire, noreply=False)
-            if stored:
-                logs[i].append(now_ms)
-                return True
-            got = self._call(key, "gets")  # lost a race: read again, decide again
-            log = _log(got if got[0] is not None else None)
-            start = algorithm.window_start(log, now_ms - window_ms)
-            logs[i], tokens[i] = log[start:], got[1] if got[0] is not None else None
-            if len(logs[i]) >= limit:
-                return False
+            logs = [_window(known[i], now_ms - windows_ms[i]) for i in range(len(keys))]
+            if any(len(logs[i]) >= limits[i] for i in todo):
+                if not fresh:  # denied on what we remembered: make sure on what is there
+                    known, fresh = self._read(keys), True
+                    continue
+                for i in written:
+                    logs[i] = self._give_back(keys[i], known[i], windows_ms[i], now_ms)
+                return False, _states(logs, limits, now_ms)
+            writes = [(keys[i], logs[i], known[i], windows_ms[i]) for i in todo]
+            for i, (stored, seen) in zip(todo, self._write(writes, now_ms), strict=True):
+                known[i] = seen
+                if stored:
+                    written.append(i)
+            todo, fresh = [i for i in todo if i not in written], True
+            if not todo:
+                logs = [_window(known[i], now_ms - windows_ms[i]) for i in range(len(keys))]
+                return True, _states(logs, limits, now_ms)
+        raise StorageError(f"memcached: {keys} kept changing under {MAX_ATTEMPTS} attempts")
+
+    def _read(self, keys: Sequence[str]) -> list[Seen | None]:
+        """The logs of ``keys`` as they are now: one ``gets`` per server."""
+        found: dict[str, Seen] = {}
+        for server, server_keys in self._by_server(keys).items():
+            command = b"gets " + " ".join(server_keys).encode()
+            try:
+                reply = self._on(server, "raw_command", command, _END)
+            except STALE:
+                reply = self._on(server, "raw_command", command, _END)
+            found.update(_values(reply.split(b"\r\n")))
+        return self._remember(keys, found)
+
+    def _write(
+        self, writes: Sequence[tuple[str, array[int], Seen | None, int]], now_ms: int
+    ) -> list[tuple[bool, Seen | None]]:
+        """Append ``now_ms`` to each log (``cas`` against its token, ``add`` when there
+        was none), each server's writes pipelined with a ``gets`` of the same keys."""
+        by_key = {key: (log, seen, window) for key, log, seen, window in writes}
+        stored: dict[str, bool] = {}
+        found: dict[str, Seen] = {}
+        for server, server_keys in self._by_server(list(by_key)).items():
+            parts = []
+            for key in server_keys:
+                log, seen, window_ms = by_key[key]
+                value = _encode(log) + (b"," if log else b"") + b"%d" % now_ms
+                expire = math.ceil(window_ms / 1000) + 1
+                if seen is None:
+                    parts.append(b"add %s 0 %d %d\r\n" % (key.encode(), expire, len(value)))
+                else:
+                    head = b"cas %s 0 %d %d %s\r\n" % (key.encode(), expire, len(value), seen[1])
+                    parts.append(head)
+                parts.append(value + b"\r\n")
+            parts.append(b"gets " + " ".join(server_keys).encode())
+            lines = self._pipelined(server, b"".join(parts))
+            for key, status in zip(server_keys, lines, strict=False):
+                if status != _STORED and status not in _LOST:
+                    raise MemcacheUnknownError(f"unexpected reply {status[:60]!r}")
+                stored[key] = status == _STORED
+            found.update(_values(lines[len(server_keys) :]))
+        now_seen = self._remember(list(by_key), found)
+        return [(stored[key], now_seen[i]) for i, key in enumerate(by_key)]
+
+    def _give_back(self, key: str, seen: Seen | None, window_ms: int, now_ms: int) -> array[int]:
+        """Remove one ``now_ms`` from a written log (its request was denied after all)."""
+        horizon = now_ms - window_ms
+        for _attempt in range(MAX_ATTEMPTS):
+            log = _window(seen, horizon)
+            if seen is None or now_ms not in log:
+                return log
+            log.remove(now_ms)
+            expire = math.ceil(window_ms / 1000) + 1
+            value = _encode(log)
+            command = b"cas %s 0 %d %d %s\r\n%s\r\ngets %s" % (
+                key.encode(),
+                expire,
+                len(value),
+                seen[1],
+                value,
+                key.encode(),
+            )
+            lines = self._pipelined(self._server(key), command)
+            (seen,) = self._remember([key], _values(lines[1:]))
+            if lines[0] == _STORED:
+                return log
         raise StorageError(f"memcached: {key} kept changing under {MAX_ATTEMPTS} attempts")
 
-    def _give_back(self, keys: Sequence[str], windows_ms: Sequence[int], now_ms: int) -> None:
-        """Remove one ``now_ms`` from each of ``keys`` (a request that was denied after all)."""
-        for key, window_ms in zip(keys, windows_ms, strict=False):
-            for _attempt in range(MAX_ATTEMPTS):
-                value, token = self._call(key, "gets")
-                if value is None:
-                    break
-                log = _log((value, token))
-                if now_ms in log:
-                    log.remove(now_ms)
-                expire = math.ceil(window_ms / 1000) + 1
-                stored = self._call(key, "cas", log.tobytes(), token, expire=expire, noreply=False)
-                if stored is not False:
-                    break
+    def _pipelined(self, server: str, command: bytes) -> list[bytes]:
+        try:
+            reply = self._on(server, "raw_command", command, _END)
+        except STALE:
+            reply = self._on(server, "raw_command", command, _END)
+        return reply.split(b"\r\n")  # type: ignore[no-any-return]
 
-    def _gets(self, keys: Sequence[str]) -> dict[str, tuple[bytes, bytes]]:
-        """One ``gets`` of ``keys`` per server; once more on a stale pooled connection."""
+    def _remember(self, keys: Sequence[str], found: dict[str, Seen]) -> list[Seen | None]:
+        seen = self.seen
+        for key in keys:
+            if key in found:
+                seen[key] = found[key]
+                if len(seen) > MAX_REMEMBERED:
+                    seen.pop(next(iter(seen)), None)
+            else:
+                seen.pop(key, None)
+        return [found.get(key) for key in keys]
+
+    def _by_server(self, keys: Sequence[str]) -> dict[str, list[str]]:
         by_server: dict[str, list[str]] = {}
         for key in keys:
             by_server.setdefault(self._server(key), []).append(key)
-        found: dict[str, tuple[bytes, bytes]] = {}
-        for server, server_keys in by_server.items():
-            try:
-                found.update(self._on(server, "gets_many", server_keys))
-            except STALE:
-                found.update(self._on(server, "gets_many", server_keys))
-        return found
+        return by_server
+
+    def _server(self, key: str) -> str:
+        return self.only or self.ring.get_node(key)
+
+    def _on(self, server: str, method: str, *args: object) -> Any:
+        """``method`` on the client of ``server``. A connection that failed (not timed
+        out) drops that server's pool: its idle sockets are as dead as this one, and a
+        restarted server gets fresh connections."""
+        client = self.clients[server]
+        try:
+            return getattr(client, method)(*args)
+        except ERRORS as exc:
+            if not isinstance(exc, TimeoutError) and self.clients[server] is client:
+                self.clients[server] = self._new_client(server)
+                client.close()
+            raise
 
     def ping(self) -> None:
         try:
@@ -178,11 +229,44 @@ class MemcachedStorage:
             client.close()
 
 
-def _log(found: tuple[bytes, bytes] | None) -> array[int]:
-    log = algorithm.new_log()
-    if found is not None:
-        log.frombytes(found[0])
-    return log
+def _values(lines: Sequence[bytes]) -> dict[str, Seen]:
+    """``VALUE key flags bytes cas`` and data lines (what precedes ``END``)."""
+    found: dict[str, Seen] = {}
+    i = 0
+    while i < len(lines) and lines[i]:
+        head = lines[i].split()
+        if head[0] != b"VALUE" or len(head) != 5 or i + 1 >= len(lines):
+            raise MemcacheUnknownError(f"unexpected reply {lines[i][:60]!r}")
+        found[head[1].decode()] = (_decode(lines[i + 1]), head[4])
+        i += 2
+    return found
+
+
+def _window(seen: Seen | None, horizon: int) -> array[int]:
+    """A copy of the times newer than ``horizon``."""
+    if seen is None:
+        return algorithm.new_log()
+    log = seen[0]
+    return log[algorithm.window_start(log, horizon) :]
+
+
+def _states(
+    logs: Sequence[array[int]], limits: Sequence[int], now_ms: int
+) -> list[tuple[int, int]]:
+    return [
+        algorithm.state(log, 0, limit, now_ms) for log, limit in zip(logs, limits, strict=True)
+    ]
+
+
+def _encode(log: array[int]) -> bytes:
+    return b",".join(b"%d" % t for t in log)
+
+
+def _decode(data: bytes) -> array[int]:
+    try:
+        return array("q", map(int, data.split(b","))) if data else algorithm.new_log()
+    except ValueError:
+        return algorithm.new_log()  # not ours (or an older format): start afresh
 
 
 def _safe(key: str) -> str:
