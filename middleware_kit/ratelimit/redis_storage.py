@@ -100,13 +100,27 @@ class RedisStorage:
             args += (limit, window)
         try:
             try:
-                out = self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+                out = self._command(args)
             except redis.exceptions.NoScriptError:  # a new or restarted server
                 self.client.script_load(SCRIPT)
-                out = self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+                out = self._command(args)
         except ERRORS as exc:
             raise StorageError(f"redis: {exc}") from None
         return bool(out[0]), [(int(out[i]), int(out[i + 1])) for i in range(1, len(out), 2)]
+
+    def _command(self, args: Sequence[object]) -> Any:
+        """One command on a pooled connection, without redis-py's per-command machinery
+        (retries we turned off, hooks): a fifth of the time of a decision."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_command(*args)  # type: ignore[no-untyped-call]
+            return connection.read_response()
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            connection.disconnect()  # type: ignore[no-untyped-call]  # no half-read reply left
+            raise
+        finally:
+            pool.release(connection)
 
     def ping(self) -> None:
         try:
