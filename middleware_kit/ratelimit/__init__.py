@@ -17,9 +17,10 @@
   ``environ['middleware_kit.ratelimit']`` lists the matched rules' state (``verb, uri,
   regex, value, unit, remaining, reset``) for the app (the demo's ``/whoami`` shows it).
 - The storage is consulted once per matched request (one round trip on Redis for all
-  rules; a get and a cas per rule on memcached). When it fails or exceeds
-  ``storage_timeout``, ``fail_open`` lets the request through (logging a warning at most
-  once a minute) or answers 503; a storage that comes back is used again.
+  rules; on memcached one when this process wrote the logs last, else two). When it
+  fails or exceeds ``storage_timeout``, ``fail_open`` lets the request through (logging
+  a warning at most once a minute) or answers 503; a storage that comes back is used
+  again.
 
 ::
 
@@ -52,7 +53,6 @@ Options:
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import time
@@ -63,14 +63,8 @@ from middleware_kit import fault
 from middleware_kit._config import ConfigError, boolean, choice, number, parse_options
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ratelimit import rules as _rules
-from middleware_kit.ratelimit.rules import DEFAULT_RULES, Rule, parse_rules
-from middleware_kit.ratelimit.storage import (
-    KEY_PREFIX,
-    Storage,
-    StorageError,
-    check_url,
-    from_url,
-)
+from middleware_kit.ratelimit.rules import DEFAULT_RULES, Plan, Rule, parse_rules, plans
+from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url
 
 LOG = logging.getLogger(__name__)
 
@@ -87,7 +81,6 @@ KEY_HEADERS = {
 DENIED = "This request was rate-limited."
 UNAVAILABLE = "The rate limiter's storage is unavailable; try again later."
 WARN_EVERY_S = 60.0
-MAX_PLANNED_RULES = 6
 OPTIONS = {
     "limits": parse_rules,
     "key": choice(*KEY_HEADERS),
@@ -119,8 +112,8 @@ class RateLimit:
         limits = tuple(limits)
         users = {user: tuple(rules) for user, rules in (user_limits or {}).items()}
         names = _rules.policy_names([*limits, *(r for rs in users.values() for r in rs)])
-        self.by_verb = _plans(limits, names)
-        self.user_by_verb = {user: _plans(rules, names) for user, rules in users.items()}
+        self.by_verb = plans(limits, names)
+        self.user_by_verb = {user: plans(rules, names) for user, rules in users.items()}
         self.key_header, self.key_tag = KEY_HEADERS[key]
         self.headers = headers
         self.fail_open = fail_open
@@ -190,7 +183,7 @@ class RateLimit:
         return "ip:" + (environ.get(CLIENT_ADDR_KEY) or environ.get("REMOTE_ADDR") or "-")
 
     def _headers(
-        self, plan: _Plan, report: Sequence[tuple[Rule, int, int, bool]], now: float
+        self, plan: Plan, report: Sequence[tuple[Rule, int, int, bool]], now: float
     ) -> list[tuple[str, str]]:
         if self.headers == "draft":
             state = ", ".join(
@@ -251,57 +244,6 @@ class RateLimit:
         except StorageError as exc:
             LOG.warning("ratelimit: storage %s is not reachable now (%s)", url, exc)
         return lambda app: cls(app, user_limits=user_limits, storage=storage, **options)
-
-
-class _Plan:
-    """Rules to check together, with what the hot path needs precomputed."""
-
-    __slots__ = (
-        "_names",
-        "_subsets",
-        "all_match",
-        "limits",
-        "names",
-        "policy",
-        "prefixes",
-        "rules",
-        "windows_ms",
-    )
-
-    def __init__(
-        self, rules: Sequence[Rule], names: Mapping[Rule, str], *, subsets: bool = False
-    ) -> None:
-        self.rules = tuple(rules)
-        self.all_match = all(rule.matches_all for rule in rules)
-        self.prefixes = [f"{KEY_PREFIX}{rule.id}:" for rule in rules]
-        self.limits = [rule.value for rule in rules]
-        self.windows_ms = [rule.window_ms for rule in rules]
-        self.names = [f'"{names[rule]}"' for rule in rules]
-        self.policy = ", ".join(
-            f"{name};q={rule.value};w={rule.window_s}"
-            for name, rule in zip(self.names, rules, strict=True)
-        )
-        self._names = names
-        # Every subset of a few rules, planned ahead: matching() then allocates nothing.
-        self._subsets: dict[tuple[bool, ...], _Plan] = {}
-        if subsets and len(rules) <= MAX_PLANNED_RULES:
-            for mask in itertools.product((False, True), repeat=len(rules)):
-                chosen = [rule for rule, keep in zip(rules, mask, strict=True) if keep]
-                self._subsets[mask] = _Plan(chosen, names)
-
-    def matching(self, path: str) -> _Plan:
-        """The plan of the rules whose regex matches ``path``."""
-        mask = tuple(bool(r.matches_all or r.pattern.match(path)) for r in self.rules)
-        plan = self._subsets.get(mask)
-        if plan is None:
-            plan = _Plan(
-                [r for r, keep in zip(self.rules, mask, strict=True) if keep], self._names
-            )
-        return plan
-
-
-def _plans(rules: Iterable[Rule], names: Mapping[Rule, str]) -> dict[str, _Plan]:
-    return {verb: _Plan(rs, names, subsets=True) for verb, rs in _rules.by_verb(rules).items()}
 
 
 class _Throttle:

@@ -9,12 +9,15 @@ and SECOND, MINUTE, HOUR or DAY in any case.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 UNITS = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 SYNTAX = '(VERB, "URI", REGEX, VALUE, UNIT)'
+KEY_PREFIX = "mkrl:"  # of every counter key: mkrl:<rule id>:<key>
+MAX_PLANNED_RULES = 6
 VERBS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _GROUPS = re.compile(r";(?=\s*\()")
 _VERB = re.compile(r"\*|[A-Za-z]+")
@@ -133,3 +136,52 @@ def policy_names(rules: Iterable[Rule]) -> dict[Rule, str]:
         used[base] = used.get(base, 0) + 1
         names[rule] = base if used[base] == 1 else f"{base}-{used[base]}"
     return names
+
+
+class Plan:
+    """Rules to check together, with what the hot path needs precomputed."""
+
+    __slots__ = (
+        "_names",
+        "_subsets",
+        "all_match",
+        "limits",
+        "names",
+        "policy",
+        "prefixes",
+        "rules",
+        "windows_ms",
+    )
+
+    def __init__(
+        self, rules: Sequence[Rule], names: Mapping[Rule, str], *, subsets: bool = False
+    ) -> None:
+        self.rules = tuple(rules)
+        self.all_match = all(rule.matches_all for rule in rules)
+        self.prefixes = [f"{KEY_PREFIX}{rule.id}:" for rule in rules]
+        self.limits = [rule.value for rule in rules]
+        self.windows_ms = [rule.window_ms for rule in rules]
+        self.names = [f'"{names[rule]}"' for rule in rules]
+        self.policy = ", ".join(
+            f"{name};q={rule.value};w={rule.window_s}"
+            for name, rule in zip(self.names, rules, strict=True)
+        )
+        self._names = names
+        # Every subset of a few rules, planned ahead: matching() then allocates nothing.
+        self._subsets: dict[tuple[bool, ...], Plan] = {}
+        if subsets and len(rules) <= MAX_PLANNED_RULES:
+            for mask in itertools.product((False, True), repeat=len(rules)):
+                chosen = [rule for rule, keep in zip(rules, mask, strict=True) if keep]
+                self._subsets[mask] = Plan(chosen, names)
+
+    def matching(self, path: str) -> Plan:
+        """The plan of the rules whose regex matches ``path``."""
+        mask = tuple(bool(r.matches_all or r.pattern.match(path)) for r in self.rules)
+        plan = self._subsets.get(mask)
+        if plan is None:
+            plan = Plan([r for r, keep in zip(self.rules, mask, strict=True) if keep], self._names)
+        return plan
+
+
+def plans(rules: Iterable[Rule], names: Mapping[Rule, str]) -> dict[str, Plan]:
+    return {verb: Plan(rs, names, subsets=True) for verb, rs in by_verb(rules).items()}

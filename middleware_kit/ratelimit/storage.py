@@ -12,9 +12,11 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from middleware_kit.ratelimit.algorithm import Outcome
+from middleware_kit.ratelimit.rules import KEY_PREFIX
+
+__all__ = ["KEY_PREFIX", "Storage", "StorageError", "check_url", "from_url", "hosts"]
 
 SCHEMES = ("memory", "memcached", "redis", "rediss", "redis+sentinel")
-KEY_PREFIX = "mkrl:"
 
 
 class StorageError(Exception):
