@@ -30,7 +30,7 @@ RULE = f'(POST, "*", .*, {LIMIT}, MINUTE)'
 ROUND_TRIP_CALLS = 200
 WARM, WARM_QUICK = 2000, ROUND_TRIP_CALLS
 # (repeats, seconds per repeat, max calls per repeat)
-FULL = (9, 0.3, 200_000)
+FULL = (25, 0.1, 200_000)
 QUICK = (2, 0.01, 200)
 FLOOR_BAR = 2.0
 
