@@ -145,24 +145,15 @@ class RateLimit:
             )
         except StorageError as exc:
             return self._unavailable(environ, start_response, exc, now)
-        matched = plan.rules
         report = []
-        for rule, (count, free_at) in zip(matched, states, strict=True):
+        views = []
+        for rule, view, (count, free_at) in zip(plan.rules, plan.views, states, strict=True):
+            remaining = rule.value - count
             reset_ms = free_at + rule.window_ms - now_ms if count else 0
-            report.append((rule, max(0, rule.value - count), reset_ms, count >= rule.value))
-        environ[ENVIRON_KEY] = [
-            {
-                "verb": rule.verb,
-                "uri": rule.uri,
-                "regex": rule.regex,
-                "value": rule.value,
-                "unit": rule.unit,
-                "remaining": remaining,
-                "reset": _seconds(reset_ms),
-            }
-            for rule, remaining, reset_ms, _full in report
-        ]
-        headers = self._headers(plan, report, now)
+            report.append((rule, max(0, remaining), reset_ms, remaining <= 0))
+            views.append({**view, "remaining": max(0, remaining), "reset": -(-reset_ms // 1000)})
+        environ[ENVIRON_KEY] = views
+        headers = self._headers(plan, report, now) if self.headers != "none" else []
         if not admitted:
             return self._deny(environ, start_response, report, headers)
         if not headers:

@@ -80,6 +80,8 @@ class MemcachedStorage:
     ) -> Outcome:
         keys = [_safe(key) for key in keys]
         try:
+            if len(keys) == 1 and self.only:
+                return self._hit_one(keys[0], limits[0], windows_ms[0], now_ms)
             return self._hit(keys, limits, windows_ms, now_ms)
         except ERRORS as exc:
             raise StorageError(f"memcached: {exc}") from None
@@ -111,6 +113,37 @@ class MemcachedStorage:
                 return True, _states(logs, limits, now_ms)
         raise StorageError(f"memcached: {keys} kept changing under {MAX_ATTEMPTS} attempts")
 
+    def _hit_one(self, key: str, limit: int, window_ms: int, now_ms: int) -> Outcome:
+        """``_hit`` for one rule on one server (the common case), with less bookkeeping."""
+        seen = self.seen.get(key)
+        fresh = seen is None
+        if fresh:
+            (seen,) = self._read([key])
+        horizon = now_ms - window_ms
+        for _attempt in range(MAX_ATTEMPTS):
+            log = _window(seen, horizon)
+            if len(log) >= limit:
+                if not fresh:  # denied on what we remembered: make sure on what is there
+                    (seen,), fresh = self._read([key]), True
+                    continue
+                return False, [algorithm.state(log, 0, limit, now_ms)]
+            log.append(now_ms)
+            value = _encode(log)
+            expire = math.ceil(window_ms / 1000) + 1
+            raw = key.encode()
+            if seen is None:
+                head = b"add %s 0 %d %d\r\n" % (raw, expire, len(value))
+            else:
+                head = b"cas %s 0 %d %d %s\r\n" % (raw, expire, len(value), seen[1])
+            lines = self._pipelined(self._server(key), b"%s%s\r\ngets %s" % (head, value, raw))
+            if lines[0] != _STORED and lines[0] not in _LOST:
+                raise MemcacheUnknownError(f"unexpected reply {lines[0][:60]!r}")
+            (seen,) = self._remember([key], _values(lines[1:]))
+            fresh = True
+            if lines[0] == _STORED:
+                return True, [algorithm.state(_window(seen, horizon), 0, limit, now_ms)]
+        raise StorageError(f"memcached: {key} kept changing under {MAX_ATTEMPTS} attempts")
+
     def _read(self, keys: Sequence[str]) -> list[Seen | None]:
         """The logs of ``keys`` as they are now: one ``gets`` per server."""
         found: dict[str, Seen] = {}
@@ -135,7 +168,7 @@ class MemcachedStorage:
             parts = []
             for key in server_keys:
                 log, seen, window_ms = by_key[key]
-                value = _encode(log) + (b"," if log else b"") + b"%d" % now_ms
+                value = _encode(log + array("q", [now_ms]))
                 expire = math.ceil(window_ms / 1000) + 1
                 if seen is None:
                     parts.append(b"add %s 0 %d %d\r\n" % (key.encode(), expire, len(value)))
@@ -259,7 +292,7 @@ def _states(
 
 
 def _encode(log: array[int]) -> bytes:
-    return b",".join(b"%d" % t for t in log)
+    return ",".join(map(str, log)).encode()
 
 
 def _decode(data: bytes) -> array[int]:

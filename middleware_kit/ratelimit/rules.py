@@ -150,6 +150,7 @@ class Plan:
         "policy",
         "prefixes",
         "rules",
+        "views",
         "windows_ms",
     )
 
@@ -162,6 +163,11 @@ class Plan:
         self.limits = [rule.value for rule in rules]
         self.windows_ms = [rule.window_ms for rule in rules]
         self.names = [f'"{names[rule]}"' for rule in rules]
+        # What environ['middleware_kit.ratelimit'] shows of each rule, less its state.
+        self.views = [
+            {"verb": r.verb, "uri": r.uri, "regex": r.regex, "value": r.value, "unit": r.unit}
+            for r in rules
+        ]
         self.policy = ", ".join(
             f"{name};q={rule.value};w={rule.window_s}"
             for name, rule in zip(self.names, rules, strict=True)
