@@ -17,7 +17,7 @@ from middleware_kit._wsgi import Environ, StartResponse
 from middleware_kit.ratelimit import ENVIRON_KEY, RateLimit, filter_factory
 from middleware_kit.ratelimit.memory import MemoryStorage
 from middleware_kit.ratelimit.rules import DEFAULT_RULES, parse_rules
-from middleware_kit.ratelimit.storage import check_url
+from middleware_kit.ratelimit.storage import check_url, redact
 from tests.support.servers import free_port
 
 T0 = 1_700_000_000.0
@@ -516,3 +516,25 @@ def test_loads_from_an_ini(tmp_path: Path) -> None:
     assert call(app, "/cats", X_User_Id="admin").status_int == 201
     whoami = call(app, "/whoami", method="GET", X_User_Id="u")
     assert json.loads(whoami.body)["ratelimit"] is None  # GET is not limited here
+
+
+def test_unreachable_storage_warning_masks_the_password(caplog: pytest.LogCaptureFixture) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    with caplog.at_level(logging.WARNING, logger="middleware_kit.ratelimit"):
+        filter_factory({}, storage_url=url)(Recorder()).storage.close()  # type: ignore[attr-defined]
+    assert "redis://:***@127.0.0.1:" in caplog.text
+    assert "hunter2" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("rediss://:s3cret@r.example.org:6380/0", "rediss://:***@r.example.org:6380/0"),
+        ("redis://user:pw@h:1/2", "redis://user:***@h:1/2"),
+        ("redis+sentinel://:p@a:1,b:2/mymaster/0", "redis+sentinel://:***@a:1,b:2/mymaster/0"),
+        ("redis://h:1/0", "redis://h:1/0"),
+        ("memcached://a:1,b:2", "memcached://a:1,b:2"),
+    ],
+)
+def test_redact(url: str, shown: str) -> None:
+    assert redact(url) == shown

@@ -64,7 +64,7 @@ from middleware_kit._config import ConfigError, boolean, choice, number, parse_o
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ratelimit import rules as _rules
 from middleware_kit.ratelimit.rules import DEFAULT_RULES, Plan, Rule, parse_rules, plans
-from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url
+from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url, redact
 
 LOG = logging.getLogger(__name__)
 
@@ -198,7 +198,8 @@ class RateLimit:
         report: Sequence[tuple[Rule, int, int, bool]],
         headers: list[tuple[str, str]],
     ) -> list[bytes]:
-        rule, _left, wait_ms, _full = max((item for item in report if item[3]), key=_wait)
+        denying = [item for item in report if item[3]] or list(report)
+        rule, _left, wait_ms, _full = max(denying, key=_wait)
         retry = str(max(1, _seconds(wait_ms)))
         LOG.info("rate-limited %s: %s", environ.get("REQUEST_METHOD"), rule.details)
         return fault.send_fault(
@@ -233,7 +234,7 @@ class RateLimit:
         try:
             storage.ping()
         except StorageError as exc:
-            LOG.warning("ratelimit: storage %s is not reachable now (%s)", url, exc)
+            LOG.warning("ratelimit: storage %s is not reachable now (%s)", redact(url), exc)
         return lambda app: cls(app, user_limits=user_limits, storage=storage, **options)
 
 
