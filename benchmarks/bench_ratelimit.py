@@ -63,8 +63,10 @@ def _subjects(
     def filter_call(i: int) -> object:
         return app(environs[i % USERS].copy(), _start_response)
 
-    rule = parse_rules(RULE)[0]
-    keys = [f"mkrl:{rule.id}:u:{u}" for u in users]
+    # Each subject counts under its own keys: one's writes must not age another's
+    # remembered memcached logs (the filter's keys are mkrl:<rule id>:u:<user>).
+    keys = [f"mkrl:bench-hit:u:{u}" for u in users]
+    turn_keys = [f"mkrl:bench-turn:u:{u}" for u in users]
 
     def storage_hit(i: int) -> object:
         return ours.hit([keys[i % USERS]], [LIMIT], [60_000], int(time.time() * 1000))
@@ -83,7 +85,7 @@ def _subjects(
 
         def alternating_hit(i: int) -> object:
             client = pair[(i // USERS) % 2]
-            return client.hit([keys[i % USERS]], [LIMIT], [60_000], int(time.time() * 1000))
+            return client.hit([turn_keys[i % USERS]], [LIMIT], [60_000], int(time.time() * 1000))
 
         subjects.append(("middleware_kit storage.hit, 2 clients in turn", alternating_hit))
     strategies = [("sliding-window-counter", limits.strategies.SlidingWindowCounterRateLimiter)]
