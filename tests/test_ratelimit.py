@@ -518,6 +518,30 @@ def test_loads_from_an_ini(tmp_path: Path) -> None:
     assert json.loads(whoami.body)["ratelimit"] is None  # GET is not limited here
 
 
+def test_demo_whoami_shows_the_state(tmp_path: Path) -> None:
+    ini = tmp_path / "api.ini"
+    ini.write_text(
+        "[pipeline:main]\npipeline = ratelimit demo\n\n"
+        "[filter:ratelimit]\nuse = egg:middleware_kit#ratelimit\n"
+        'limits = (GET, "/whoami", ^/whoami, 5, MINUTE)\n\n'
+        "[app:demo]\nuse = egg:middleware_kit#demo\n"
+    )
+    app = loadapp(f"config:{ini}")
+    call(app, "/whoami", method="GET", X_User_Id="u")
+    shown = json.loads(call(app, "/whoami", method="GET", X_User_Id="u").body)["ratelimit"]
+    assert shown == [
+        {
+            "verb": "GET",
+            "uri": "/whoami",
+            "regex": "^/whoami",
+            "value": 5,
+            "unit": "MINUTE",
+            "remaining": 3,
+            "reset": 60,
+        }
+    ]
+
+
 def test_unreachable_storage_warning_masks_the_password(caplog: pytest.LogCaptureFixture) -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     with caplog.at_level(logging.WARNING, logger="middleware_kit.ratelimit"):
