@@ -18,7 +18,7 @@ pipeline = ratelimit demo
 [filter:ratelimit]
 use = egg:middleware_kit#ratelimit
 limits = (POST, "*", .*, {n}, MINUTE)
-key = ip
+key = user
 storage_url = {url}
 storage_timeout = 0.5
 fail_open = {fail_open}
@@ -34,10 +34,10 @@ def write_ini(tmp_path: Path, url: str, fail_open: str) -> Path:
     return ini
 
 
-def create(app: ServedApp) -> tuple[int, dict[str, str], bytes]:
-    return app.request(
-        "/cats", method="POST", body=b'{"name": "x"}', headers={"Content-Type": "application/json"}
-    )
+def create(app: ServedApp, user: str = "alice") -> tuple[int, dict[str, str], bytes]:
+    # No auth filter in this pipeline: the client's own X-User-Id is the identity.
+    headers = {"Content-Type": "application/json", "X-User-Id": user}
+    return app.request("/cats", method="POST", body=b'{"name": "x"}', headers=headers)
 
 
 @pytest.mark.server
@@ -68,6 +68,7 @@ def test_two_servers_share_exact_counts(
             if status == 429:
                 assert 1 <= int(headers["retry-after"]) <= 60
                 assert json.loads(body)["overLimit"]["retryAfter"] == headers["retry-after"]
+        assert create(open_app, user="bob")[0] == 201  # another user has his own count
 
         server.stop()  # the storage goes away mid-run
         assert [create(open_app)[0] for _ in range(3)] == [201] * 3  # fail_open

@@ -8,7 +8,9 @@ import logging
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -22,7 +24,7 @@ from middleware_kit.ratelimit.memcached_storage import MemcachedStorage
 from middleware_kit.ratelimit.memory import MemoryStorage
 from middleware_kit.ratelimit.rules import parse_rules
 from middleware_kit.ratelimit.storage import Storage, from_url, hosts
-from tests.support.servers import BackgroundServer, start_memcached
+from tests.support.servers import BackgroundServer, free_port, require_binary, start_memcached
 
 T0 = 1_700_000_000.0
 SCRIPT_COMMANDS = {"lindex", "llen", "lpush", "pexpire", "rpop"}
@@ -372,3 +374,30 @@ def test_memcached_gives_back_when_a_later_rule_loses_a_race(
     finally:
         racing.close()
         rival.close()
+
+
+@pytest.mark.redis
+def test_redis_sentinel_finds_the_master(
+    redis_server: tuple[BackgroundServer, str], tmp_path: Path
+) -> None:
+    _master, url = redis_server
+    port = urlsplit(url).port
+    sentinel_port = free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(
+        f"port {sentinel_port}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {port} 1\n"
+    )
+    sentinel = BackgroundServer(
+        [require_binary("redis-server"), str(conf), "--sentinel"], sentinel_port
+    )
+    storage = from_url(f"redis+sentinel://127.0.0.1:{sentinel_port}/mymaster/0", 1.0)
+    try:
+        storage.ping()
+        now = int(T0 * 1000)
+        decisions = [storage.hit(["mkrl:s:k"], [2], [60_000], now + i)[0] for i in range(3)]
+        assert decisions == [True, True, False]
+        with redis.Redis.from_url(url) as direct:  # counted on the master itself
+            assert direct.llen("mkrl:s:k") == 2
+    finally:
+        storage.close()
+        sentinel.stop()

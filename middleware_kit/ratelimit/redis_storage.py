@@ -62,8 +62,11 @@ ERRORS = (redis.RedisError, OSError)
 class RedisStorage:
     """One Lua script call per request on a redis-py client (its own connection pool)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(
+        self, client: redis.Redis, *, sentinel: redis.sentinel.Sentinel | None = None
+    ) -> None:
         self.client = client
+        self.sentinel = sentinel
         self.sha = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
     @classmethod
@@ -86,7 +89,7 @@ class RedisStorage:
             sentinel_kwargs={"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s},
         )
         master = sentinel.master_for(service, db=int(db[0]) if db else 0, **options)  # type: ignore[no-untyped-call]
-        return cls(master)
+        return cls(master, sentinel=sentinel)
 
     def hit(
         self,
@@ -130,3 +133,5 @@ class RedisStorage:
 
     def close(self) -> None:
         self.client.close()
+        for client in self.sentinel.sentinels if self.sentinel else ():
+            client.close()
