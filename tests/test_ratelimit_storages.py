@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import logging
 import random
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -401,3 +402,34 @@ def test_redis_sentinel_finds_the_master(
     finally:
         storage.close()
         sentinel.stop()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections (the kernel does) and never answers."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize("scheme", ["redis", "memcached"])
+@pytest.mark.parametrize(("fail_open", "status"), [("true", 200), ("false", 503)])
+def test_a_storage_that_never_answers_is_bounded_by_the_timeout(
+    silent_port: int, scheme: str, fail_open: str, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"{scheme}://127.0.0.1:{silent_port}" + ("/0" if scheme == "redis" else "")
+    with caplog.at_level(logging.WARNING, logger="middleware_kit.ratelimit"):
+        app = filter_factory(
+            {},
+            limits='(POST, "*", .*, 1, MINUTE)',
+            storage_url=url,
+            storage_timeout="0.05",
+            fail_open=fail_open,
+        )(ok_app)
+        try:
+            assert [post(app).status_int for _ in range(2)] == [status, status]
+        finally:
+            app.storage.close()  # type: ignore[attr-defined]
+    assert "is not reachable now" in caplog.text  # the load-time ping timed out too
+    assert "storage unavailable" in caplog.text
