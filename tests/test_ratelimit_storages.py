@@ -7,6 +7,7 @@ import json
 import logging
 import random
 import socket
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,3 +434,28 @@ def test_a_storage_that_never_answers_is_bounded_by_the_timeout(
             app.storage.close()  # type: ignore[attr-defined]
     assert "is not reachable now" in caplog.text  # the load-time ping timed out too
     assert "storage unavailable" in caplog.text
+
+
+@pytest.mark.redis
+def test_rediss_over_tls(tmp_path: Path) -> None:
+    openssl = require_binary("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    make_cert = f"req -x509 -newkey rsa:2048 -nodes -days 1 -keyout {key} -out {cert}"
+    subprocess.run(
+        [openssl, *make_cert.split(), "-subj", "/CN=127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    tls = f"--port 0 --tls-port {port} --tls-auth-clients no --tls-cert-file {cert}"
+    tls += f" --tls-key-file {key} --tls-ca-cert-file {cert} --bind 127.0.0.1"
+    server = BackgroundServer(
+        [require_binary("redis-server"), *tls.split(), "--save", "", "--appendonly", "no"], port
+    )
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}&ssl_check_hostname=false"
+    app = filter_factory({}, limits='(POST, "*", .*, 1, MINUTE)', storage_url=url)(ok_app)
+    try:
+        assert [post(app).status_int for _ in range(2)] == [200, 429]
+    finally:
+        app.storage.close()  # type: ignore[attr-defined]
+        server.stop()
