@@ -63,7 +63,7 @@ from middleware_kit import fault
 from middleware_kit._config import ConfigError, boolean, choice, number, parse_options
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ratelimit import rules as _rules
-from middleware_kit.ratelimit.rules import DEFAULT_RULES, Plan, Rule, parse_rules, plans
+from middleware_kit.ratelimit.rules import DEFAULT_RULES, Rule, parse_rules, plans
 from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url, redact
 
 LOG = logging.getLogger(__name__)
@@ -136,7 +136,11 @@ class RateLimit:
             plan = plan.matching(path)
             if not plan.rules:
                 return self.app(environ, start_response)
-        key = self._key(environ)
+        key = environ.get(self.key_header) if self.key_header else None
+        if key:
+            key = self.key_tag + key
+        else:
+            key = "ip:" + (environ.get(CLIENT_ADDR_KEY) or environ.get("REMOTE_ADDR") or "-")
         now = self.clock()
         now_ms = int(now * 1000)
         try:
@@ -145,15 +149,21 @@ class RateLimit:
             )
         except StorageError as exc:
             return self._unavailable(environ, start_response, exc, now)
-        report = []
-        views = []
-        for rule, view, (count, free_at) in zip(plan.rules, plan.views, states, strict=True):
-            remaining = rule.value - count
+        report, views, parts = [], [], []
+        for rule, view, name, (count, free_at) in zip(
+            plan.rules, plan.views, plan.names, states, strict=True
+        ):
+            left = rule.value - count if count < rule.value else 0
             reset_ms = free_at + rule.window_ms - now_ms if count else 0
-            report.append((rule, max(0, remaining), reset_ms, remaining <= 0))
-            views.append({**view, "remaining": max(0, remaining), "reset": -(-reset_ms // 1000)})
+            reset_s = -(-reset_ms // 1000)
+            report.append((rule, left, reset_ms, not left))
+            views.append({**view, "remaining": left, "reset": reset_s})
+            parts.append(f"{name};r={left};t={reset_s}")
         environ[ENVIRON_KEY] = views
-        headers = self._headers(plan, report, now) if self.headers != "none" else []
+        if self.headers == "draft":
+            headers = [("RateLimit-Policy", plan.policy), ("RateLimit", ", ".join(parts))]
+        else:
+            headers = self._legacy(report, now) if self.headers == "legacy" else []
         if not admitted:
             return self._deny(environ, start_response, report, headers)
         if not headers:
@@ -166,30 +176,15 @@ class RateLimit:
 
         return self.app(environ, start)
 
-    def _key(self, environ: Environ) -> str:
-        if self.key_header:
-            identity = environ.get(self.key_header)
-            if identity:
-                return self.key_tag + identity  # type: ignore[no-any-return]
-        return "ip:" + (environ.get(CLIENT_ADDR_KEY) or environ.get("REMOTE_ADDR") or "-")
-
-    def _headers(
-        self, plan: Plan, report: Sequence[tuple[Rule, int, int, bool]], now: float
+    def _legacy(
+        self, report: Sequence[tuple[Rule, int, int, bool]], now: float
     ) -> list[tuple[str, str]]:
-        if self.headers == "draft":
-            state = ", ".join(
-                f"{name};r={left};t={-(-ms // 1000)}"
-                for name, (_rule, left, ms, _full) in zip(plan.names, report, strict=True)
-            )
-            return [("RateLimit-Policy", plan.policy), ("RateLimit", state)]
-        if self.headers == "legacy":
-            rule, left, ms, _ = min(report, key=lambda item: (item[1], -item[2]))
-            return [
-                ("X-RateLimit-Limit", str(rule.value)),
-                ("X-RateLimit-Remaining", str(left)),
-                ("X-RateLimit-Reset", str(math.ceil(now + ms / 1000))),
-            ]
-        return []
+        rule, left, ms, _ = min(report, key=lambda item: (item[1], -item[2]))
+        return [
+            ("X-RateLimit-Limit", str(rule.value)),
+            ("X-RateLimit-Remaining", str(left)),
+            ("X-RateLimit-Reset", str(math.ceil(now + ms / 1000))),
+        ]
 
     def _deny(
         self,

@@ -56,14 +56,11 @@ class MemoryStorage:
         now_ms: int,
     ) -> Outcome:
         with self._lock:
-            logs = [
-                self._log(key, window, now_ms)
-                for key, window in zip(keys, windows_ms, strict=True)
-            ]
-            if len(logs) != 1:
+            if len(keys) != 1:
+                logs = [self._log(k, w, now_ms) for k, w in zip(keys, windows_ms, strict=True)]
                 return algorithm.outcome(logs, limits, windows_ms, now_ms)
             # One rule (the common case), inlined: the same steps as algorithm.outcome.
-            log, limit = logs[0], limits[0]
+            log, limit = self._log(keys[0], windows_ms[0], now_ms), limits[0]
             horizon = now_ms - windows_ms[0]
             start = 0 if not log or log[0] > horizon else bisect_right(log, horizon)
             count = len(log) - start
