@@ -459,3 +459,20 @@ def test_rediss_over_tls(tmp_path: Path) -> None:
     finally:
         app.storage.close()  # type: ignore[attr-defined]
         server.stop()
+
+
+@pytest.mark.memcached
+def test_memcached_remembers_a_bounded_number_of_logs(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    server, _url = memcached_server
+    storage = MemcachedStorage([("127.0.0.1", server.port)], timeout_s=1.0, remember=10)
+    try:
+        now = int(T0 * 1000)
+        for i in range(50):
+            assert storage.hit([f"mkrl:b:{i}"], [1], [60_000], now)[0]
+        assert len(storage.seen) == 10
+        assert set(storage.seen) == {f"mkrl:b:{i}" for i in range(40, 50)}
+        assert not storage.hit(["mkrl:b:0"], [1], [60_000], now)[0]  # forgotten, still counted
+    finally:
+        storage.close()

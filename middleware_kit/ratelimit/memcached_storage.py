@@ -20,6 +20,7 @@ consistent hashing: a server added or lost moves only its own share of keys.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import re
@@ -57,8 +58,15 @@ Seen: TypeAlias = "tuple[array[int], bytes]"
 class MemcachedStorage:
     """A pooled pymemcache client per server; each key lives on one server."""
 
-    def __init__(self, servers: Sequence[tuple[str, int]], *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        servers: Sequence[tuple[str, int]],
+        *,
+        timeout_s: float,
+        remember: int = MAX_REMEMBERED,
+    ) -> None:
         self.timeout_s = timeout_s
+        self.remember = remember
         self.servers = {f"{host}:{port}": (host, port) for host, port in servers}
         self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
@@ -222,8 +230,10 @@ class MemcachedStorage:
         for key in keys:
             if key in found:
                 seen[key] = found[key]
-                if len(seen) > MAX_REMEMBERED:
-                    seen.pop(next(iter(seen)), None)
+                if len(seen) > self.remember:
+                    # Another thread changing the dict mid-step only delays eviction.
+                    with contextlib.suppress(RuntimeError, StopIteration):
+                        seen.pop(next(iter(seen)), None)
             else:
                 seen.pop(key, None)
         return [found.get(key) for key in keys]
