@@ -474,6 +474,38 @@ def test_memory_storage_admits_at_most_n_in_any_window(limit: int, gaps: list[in
         assert sum(1 for t in admitted if start <= t < start + 1000) <= limit
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 700), st.sampled_from(["a", "b", "ab"])), min_size=1, max_size=60
+    )
+)
+def test_rules_together_all_or_none(requests: list[tuple[int, str]]) -> None:
+    """Rule a (3 per 1 s) and rule b (2 per 2 s); each request matches a, b or both.
+    A request is admitted only if every matched rule admits, and then counts in each."""
+    storage = MemoryStorage()
+    rules = {"a": (3, 1000), "b": (2, 2000)}
+    admitted: dict[str, list[int]] = {"a": [], "b": []}
+    now = 1_000_000
+    for gap, matched in requests:
+        now += gap
+        expected = all(
+            sum(1 for t in admitted[r] if t > now - rules[r][1]) < rules[r][0] for r in matched
+        )
+        got, states = storage.hit(
+            [f"k{r}" for r in matched],
+            [rules[r][0] for r in matched],
+            [rules[r][1] for r in matched],
+            now,
+        )
+        assert got == expected
+        if got:
+            for r in matched:
+                admitted[r].append(now)
+        for r, (count, _free_at) in zip(matched, states, strict=True):
+            assert count == sum(1 for t in admitted[r] if t > now - rules[r][1])
+
+
 # --- memory storage is bounded -------------------------------------------------------------
 
 
