@@ -13,7 +13,8 @@ logs hold now and their new cas tokens; the storage remembers them (up to
 
 A write that lost a race re-decides on the fresh logs its own reply carried; if a
 later rule now denies, the logs already written give the time back. No log ever holds
-more than N times of a window. Logs are ASCII (decimal milliseconds, comma-separated).
+more than N times of a window. Logs are the hex digits of 64-bit milliseconds (cheap to
+read and write, and no value can contain the ``END`` line a pipelined reply ends with).
 Keys are spread over the servers by rendezvous (highest random weight) hashing, a
 consistent hashing: a server added or lost moves only its own share of keys.
 """
@@ -302,14 +303,16 @@ def _states(
 
 
 def _encode(log: array[int]) -> bytes:
-    return ",".join(map(str, log)).encode()
+    return log.tobytes().hex().encode()
 
 
 def _decode(data: bytes) -> array[int]:
+    log = algorithm.new_log()
     try:
-        return array("q", map(int, data.split(b","))) if data else algorithm.new_log()
+        log.frombytes(bytes.fromhex(data.decode()))
     except ValueError:
         return algorithm.new_log()  # not ours (or an older format): start afresh
+    return log
 
 
 def _safe(key: str) -> str:
