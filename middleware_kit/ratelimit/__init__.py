@@ -12,8 +12,9 @@
   ``^/servers`` never matched); the unit is SECOND, MINUTE, HOUR or DAY in any case.
 - ``limits.<user_id>`` replaces the rules for that ``X-User-Id`` (whatever ``key`` is).
 - Responses to matched requests carry ``RateLimit-Policy`` and ``RateLimit`` (IETF draft
-  structured fields: ``"post-minute";q=10;w=60`` and ``"post-minute";r=9;t=60``, where
-  ``t`` is the seconds until a slot of that rule frees up), and
+  structured fields: ``"post-minute";q=10;w=60`` and ``"post-minute";r=9;t=60``: ``r``
+  requests left, ``t`` seconds until one more is left, i.e. until the oldest counted
+  request leaves the window; with ``r=0`` the wait before a retry), and
   ``environ['middleware_kit.ratelimit']`` lists the matched rules' state (``verb, uri,
   regex, value, unit, remaining, reset``) for the app (the demo's ``/whoami`` shows it).
 - The storage is consulted once per matched request (one round trip on Redis for all
