@@ -25,7 +25,7 @@ from middleware_kit.ratelimit import RateLimit, filter_factory
 from middleware_kit.ratelimit.memcached_storage import MemcachedStorage
 from middleware_kit.ratelimit.memory import MemoryStorage
 from middleware_kit.ratelimit.rules import parse_rules
-from middleware_kit.ratelimit.storage import Storage, from_url, hosts
+from middleware_kit.ratelimit.storage import Storage, StorageError, from_url, hosts
 from tests.support.servers import BackgroundServer, free_port, require_binary, start_memcached
 
 T0 = 1_700_000_000.0
@@ -476,3 +476,52 @@ def test_memcached_remembers_a_bounded_number_of_logs(
         assert not storage.hit(["mkrl:b:0"], [1], [60_000], now)[0]  # forgotten, still counted
     finally:
         storage.close()
+
+
+@pytest.mark.memcached
+def test_memcached_foreign_values_start_afresh(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    server, url = memcached_server
+    probe = Client(("127.0.0.1", server.port))
+    probe.set("mkrl:f:k", b"not a log", expire=60)
+    probe.close()
+    storage = from_url(url, 1.0)
+    try:
+        now = int(T0 * 1000)
+        assert storage.hit(["mkrl:f:k"], [1], [60_000], now) == (True, [(1, now)])
+        assert storage.hit(["mkrl:f:k"], [1], [60_000], now)[0] is False
+    finally:
+        storage.close()
+
+
+@pytest.mark.memcached
+def test_memcached_endless_races_are_a_storage_error(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    """A rival that writes before every one of our writes: we give up (a storage error,
+    which fail_open turns into a pass) instead of looping."""
+    server, url = memcached_server
+    rival = from_url(url, 1.0)
+    now = int(T0 * 1000)
+
+    class Contended(MemcachedStorage):
+        def _write(self, writes: Any, now_ms: int) -> Any:
+            rival.hit(["mkrl:r:k"], [10_000], [60_000], now)
+            return super()._write(writes, now_ms)
+
+        def _pipelined(self, server: str, command: bytes) -> list[bytes]:
+            rival.hit(["mkrl:r:k"], [10_000], [60_000], now)
+            return super()._pipelined(server, command)
+
+    for multi in (False, True):
+        contended = Contended([("127.0.0.1", server.port)], timeout_s=1.0)
+        keys = ["mkrl:r:k", "mkrl:r:other"] if multi else ["mkrl:r:k"]
+        try:
+            with pytest.raises(StorageError, match="kept changing"):
+                contended.hit(keys, [10_000] * len(keys), [60_000] * len(keys), now)
+        finally:
+            contended.close()
+    # The key that was written before the other kept losing got its time back.
+    assert rival.hit(["mkrl:r:other"], [1], [60_000], now)[0]
+    rival.close()

@@ -120,6 +120,8 @@ class MemcachedStorage:
             if not todo:
                 logs = [_window(known[i], now_ms - windows_ms[i]) for i in range(len(keys))]
                 return True, _states(logs, limits, now_ms)
+        for i in written:  # not counted after all: the caller sees a storage error
+            self._give_back(keys[i], known[i], windows_ms[i], now_ms)
         raise StorageError(f"memcached: {keys} kept changing under {MAX_ATTEMPTS} attempts")
 
     def _hit_one(self, key: str, limit: int, window_ms: int, now_ms: int) -> Outcome:
