@@ -594,3 +594,16 @@ def test_unreachable_storage_warning_masks_the_password(caplog: pytest.LogCaptur
 )
 def test_redact(url: str, shown: str) -> None:
     assert redact(url) == shown
+
+
+def test_policy_names_are_per_rule_set() -> None:
+    app = filter_factory(
+        {},
+        limits='(POST, "*", .*, 10, MINUTE);(POST, "*", ^/x, 5, MINUTE)',
+        **{"limits.bulk": '(POST, "*", .*, 1000, MINUTE)'},
+    )(Recorder())
+    assert call(app, "/x").headers["RateLimit-Policy"] == (
+        '"post-minute";q=10;w=60, "post-minute-2";q=5;w=60'
+    )
+    bulk = call(app, "/x", X_User_Id="bulk")
+    assert bulk.headers["RateLimit-Policy"] == '"post-minute";q=1000;w=60'

@@ -112,15 +112,16 @@ class RateLimit:
         self.app = app
         limits = tuple(limits)
         users = {user: tuple(rules) for user, rules in (user_limits or {}).items()}
-        names = _rules.policy_names([*limits, *(r for rs in users.values() for r in rs)])
-        self.by_verb = plans(limits, names)
-        self.user_by_verb = {user: plans(rules, names) for user, rules in users.items()}
+        # Policy names are distinct within one rule set, the most a response shows.
+        self.by_verb = plans(limits, _rules.policy_names(limits))
+        self.user_by_verb = {
+            user: plans(rules, _rules.policy_names(rules)) for user, rules in users.items()
+        }
         self.key_header, self.key_tag = KEY_HEADERS[key]
         self.headers = headers
         self.fail_open = fail_open
         self.clock = clock
         self.storage = storage or from_url(check_url(storage_url), storage_timeout)
-        self.names = names
         self._warned = _Throttle(WARN_EVERY_S)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
