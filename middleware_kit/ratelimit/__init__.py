@@ -198,7 +198,8 @@ class RateLimit:
         denying = [item for item in report if item[3]] or list(report)
         rule, _left, wait_ms, _full = max(denying, key=_wait)
         retry = str(max(1, _seconds(wait_ms)))
-        LOG.info("rate-limited %s: %s", environ.get("REQUEST_METHOD"), rule.details)
+        # DEBUG: a client hammering past its limit must not flood the logs.
+        LOG.debug("rate-limited %s: %s", environ.get("REQUEST_METHOD"), rule.details)
         return fault.send_fault(
             environ,
             start_response,
