@@ -61,11 +61,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from middleware_kit import fault
-from middleware_kit._config import ConfigError, boolean, choice, number, parse_options
+from middleware_kit._config import ConfigError, boolean, choice, number, parse_options, shown
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ratelimit import rules as _rules
 from middleware_kit.ratelimit.rules import DEFAULT_RULES, Rule, parse_rules, plans
-from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url, redact
+from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url
 
 LOG = logging.getLogger(__name__)
 
@@ -232,7 +232,9 @@ class RateLimit:
         try:
             storage.ping()
         except StorageError as exc:
-            LOG.warning("ratelimit: storage %s is not reachable now (%s)", redact(url), exc)
+            LOG.warning(
+                "ratelimit: storage %s is not reachable now (%s)", shown("storage_url", url), exc
+            )
         return lambda app: cls(app, user_limits=user_limits, storage=storage, **options)
 
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.rules import KEY_PREFIX
 
-__all__ = ["KEY_PREFIX", "Storage", "StorageError", "check_url", "from_url", "hosts", "redact"]
+__all__ = ["KEY_PREFIX", "Storage", "StorageError", "check_url", "from_url", "hosts"]
 
 SCHEMES = ("memory", "memcached", "redis", "rediss", "redis+sentinel")
 
@@ -70,16 +70,6 @@ def check_url(raw: str) -> str:
     if scheme == "redis+sentinel" and not path:
         raise ValueError("redis+sentinel:// needs the service name: /mymaster")
     return url
-
-
-def redact(url: str) -> str:
-    """``url`` with the password of its user info masked, for logs."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, hostpart = rest.partition("/")[0].rpartition("@")
-    if not at or ":" not in userinfo:
-        return url
-    user = userinfo.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{hostpart}{rest[len(userinfo) + 1 + len(hostpart) :]}"
 
 
 def from_url(url: str, timeout_s: float) -> Storage:
