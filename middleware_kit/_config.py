@@ -22,6 +22,9 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 _SIZE = re.compile(r"(\d+)\s*([KMG]?)(?:i?B)?", re.IGNORECASE)
 _SIZE_FACTORS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
+_SECRET_NAME = re.compile(r"password|secret|token|credential", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/\s]*@")
+MASK = "***"
 
 
 class ConfigError(LookupError, ValueError):
@@ -55,8 +58,19 @@ def parse_options(
         try:
             options[name] = parser(raw)
         except ValueError as exc:
-            raise ConfigError(f"{where}: option {name} = {raw!r}: {exc}") from None
+            raise ConfigError(f"{where}: option {name} = {shown(name, raw)!r}: {exc}") from None
     return options
+
+
+def shown(name: str, raw: str) -> str:
+    """``raw`` as an error message or log line may show it: secrets become ``***``.
+
+    The whole value of an option whose name says it is a secret; the password of a
+    URL (``redis://:pw@host``, ``memcached://user:pw@host``) in any other option.
+    """
+    if _SECRET_NAME.search(name):
+        return MASK
+    return _URL_PASSWORD.sub(r"\1" + MASK + "@", raw)
 
 
 def _suggestion(name: str, known: Iterable[str]) -> str:

@@ -16,8 +16,11 @@ it (``context``, policy, the app) behaves the same under both:
   users) and the deprecated aliases auth_token also sets. An empty user is a 401 fault.
 - Without ``X-Auth-Token`` the answer is nova's: 204 with ``X-Auth-Token:
   <user>:<project>`` from ``X-Auth-User`` and ``X-Auth-Project-Id`` (each defaulting
-  to ``admin``) and ``X-Server-Management-Url`` (the request URL without a trailing
-  slash, then ``/<project>``).
+  to ``admin``) and ``X-Server-Management-Url`` (the request URL without its query
+  string or a trailing slash, then ``/<project>``; the path percent-encoded, a ``Host``
+  that is not a host name replaced by the server's). Names that are not printable
+  ASCII (or a user with ``:``) get a 400 fault: nothing is echoed as the client sent
+  it.
 - A WARNING at load says that every request is trusted.
 
 ::
@@ -41,10 +44,10 @@ Options:
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from typing import Any
-
-import webob
+from urllib.parse import quote
 
 from middleware_kit import fault
 from middleware_kit._config import parse_options, string_list
@@ -56,6 +59,12 @@ TOKEN_KEY = "HTTP_X_AUTH_TOKEN"
 DOMAIN_ID = "default"
 DOMAIN_NAME = "Default"
 DEFAULT_USER = "admin"
+BAD_NAMES = "X-Auth-User and X-Auth-Project-Id must be printable ASCII, the user without ':'."
+# What nova's clients send as names; anything else could not be echoed in a header.
+_NAME = re.compile(r"[!-~]+")
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+_PATH_SAFE = "/~!$&'()*+,;=:@"
 
 
 def _environ_key(header: str) -> str:
@@ -145,16 +154,39 @@ def _fixed_headers(roles: Iterable[str], *, admin: bool) -> dict[str, str]:
 
 
 def _token_answer(environ: Environ, start_response: StartResponse) -> list[bytes]:
-    """nova's noauth answer to a request without a token: 204 with the token to use."""
-    request = webob.Request(environ)
-    user = request.headers.get("X-Auth-User", DEFAULT_USER)
-    project = request.headers.get("X-Auth-Project-Id", DEFAULT_USER)
-    url = f"{request.url.rstrip('/')}/{project}"
+    """nova's noauth answer to a request without a token: 204 with the token to use.
+
+    Plain WSGI, not webob: the request URL is rebuilt from the environ with the path
+    percent-encoded, so that no byte a client sent (a control character in the query
+    string or the Host, a path that is not UTF-8) reaches a response header as it came.
+    """
+    user = environ.get("HTTP_X_AUTH_USER", DEFAULT_USER)
+    project = environ.get("HTTP_X_AUTH_PROJECT_ID", DEFAULT_USER)
+    if not (_NAME.fullmatch(user) and ":" not in user and _NAME.fullmatch(project)):
+        return fault.send_fault(environ, start_response, 400, BAD_NAMES)
+    url = f"{_path_url(environ).rstrip('/')}/{quote(project, safe='')}"
     # No Content-Length: a 204 must not carry one (RFC 9110, 8.6).
     start_response(
         "204 No Content", [("X-Auth-Token", f"{user}:{project}"), ("X-Server-Management-Url", url)]
     )
     return []
+
+
+def _path_url(environ: Environ) -> str:
+    """The request URL without its query string, as webob's ``path_url`` would give it."""
+    scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
+    host = environ.get("HTTP_HOST", "")
+    if not _HOST.fullmatch(host):  # absent or not a host: the server's own name
+        host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    name, colon, port = host.rpartition(":") if not host.endswith("]") else ("", "", "")
+    if colon and port == _DEFAULT_PORTS[scheme]:
+        host = name
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    try:
+        raw = path.encode("latin-1")  # PEP 3333: the bytes the client sent
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8")
+    return f"{scheme}://{host}{quote(raw, safe=_PATH_SAFE)}"
 
 
 filter_factory = NoAuth.factory

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from middleware_kit import _config
-from middleware_kit._config import ConfigError, parse_options
+from middleware_kit._config import ConfigError, integer, parse_options, shown
 
 PARSERS = {
     "max_request_body_size": _config.byte_size,
@@ -121,3 +121,36 @@ def test_passthrough_keeps_raw_strings() -> None:
 def test_config_error_is_a_lookup_error_and_a_value_error() -> None:
     assert issubclass(ConfigError, LookupError)
     assert issubclass(ConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "expected"),
+    [
+        pytest.param(
+            "storage_url",
+            "rediss://:s3cret@r.example.org:6380/0",
+            "rediss://:***@r.example.org:6380/0",
+            id="url-password",
+        ),
+        pytest.param("storage_url", "redis://user:pw@h:1/2", "redis://user:***@h:1/2", id="user"),
+        pytest.param(
+            "storage_url",
+            "redis+sentinel://:p@ss@a:1,b:2/mymaster/0",
+            "redis+sentinel://:***@a:1,b:2/mymaster/0",
+            id="at-in-password",
+        ),
+        pytest.param("storage_url", "redis://h:1/0", "redis://h:1/0", id="no-userinfo"),
+        pytest.param("storage_url", "memcached://a:1,b:2", "memcached://a:1,b:2", id="hosts"),
+        pytest.param("storage_url", "redis://user@h:1/0", "redis://user@h:1/0", id="user-only"),
+        pytest.param("admin_password", "hunter2", "***", id="secret-name"),
+        pytest.param("memcache_secret_key", "k", "***", id="secret-key"),
+    ],
+)
+def test_shown_masks_secrets(name: str, raw: str, expected: str) -> None:
+    assert shown(name, raw) == expected
+
+
+def test_a_bad_secret_value_is_not_in_the_error() -> None:
+    with pytest.raises(ConfigError, match=r"option admin_password = '\*\*\*'") as caught:
+        parse_options("f", {"admin_password": "hunter2"}, {"admin_password": integer()})
+    assert "hunter2" not in str(caught.value)

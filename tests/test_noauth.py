@@ -169,6 +169,86 @@ def test_no_token_defaults_to_admin() -> None:
     assert response.headers["X-Server-Management-Url"] == "http://localhost/v2.1/admin"
 
 
+@pytest.mark.parametrize(
+    ("environ", "url"),
+    [
+        pytest.param(
+            {"QUERY_STRING": "a=%00&b=\x7f\x00"},
+            "http://localhost/v2.1/admin",
+            id="query-string-dropped",
+        ),
+        pytest.param(
+            {"PATH_INFO": "/v2.1/\xff\x00 x/"},
+            "http://localhost/v2.1/%FF%00%20x/admin",
+            id="path-not-utf8-is-percent-encoded",
+        ),
+        pytest.param(
+            {"HTTP_HOST": "evil\x00.example.org"},
+            "http://localhost/v2.1/admin",
+            id="bad-host-falls-back-to-server-name",
+        ),
+        pytest.param(
+            {"HTTP_HOST": "api.example.org:443", "wsgi.url_scheme": "https"},
+            "https://api.example.org/v2.1/admin",
+            id="https-default-port",
+        ),
+        pytest.param(
+            {"HTTP_HOST": "[2001:db8::1]:8774"}, "http://[2001:db8::1]:8774/v2.1/admin", id="v6"
+        ),
+        pytest.param(
+            {"HTTP_X_AUTH_PROJECT_ID": "p/../x"}, "http://localhost/v2.1/p%2F..%2Fx", id="quoted"
+        ),
+    ],
+)
+def test_management_url_carries_nothing_raw_from_the_client(
+    environ: dict[str, str], url: str
+) -> None:
+    request = webob.Request.blank("/v2.1")
+    request.environ.update(environ)
+    response = request.get_response(NoAuth(Recorder()))
+    assert response.status_int == 204
+    assert response.headers["X-Server-Management-Url"] == url
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"X-Auth-User": "a\x7fb"}, id="user-control"),
+        pytest.param({"X-Auth-User": "a:b"}, id="user-colon"),
+        pytest.param({"X-Auth-User": "caf\xe9"}, id="user-not-ascii"),
+        pytest.param({"X-Auth-Project-Id": "p q"}, id="project-space"),
+        pytest.param({"X-Auth-Project-Id": ""}, id="project-empty"),
+    ],
+)
+def test_token_request_with_unusable_names_is_a_400_fault(headers: dict[str, str]) -> None:
+    response = call(NoAuth(Recorder()), headers)
+    assert response.status_int == 400
+    assert response.json["badRequest"]["message"].startswith("X-Auth-User and X-Auth-Project-Id")
+    assert "X-Auth-Token" not in response.headers
+
+
+CLIENT_WRITTEN_KEYS = (
+    *("HTTP_HOST", "PATH_INFO", "SCRIPT_NAME", "QUERY_STRING"),
+    *("HTTP_X_AUTH_USER", "HTTP_X_AUTH_PROJECT_ID"),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.sampled_from(CLIENT_WRITTEN_KEYS),
+        st.text(st.characters(max_codepoint=0xFF)),
+    )
+)
+def test_token_answer_headers_are_always_printable_ascii(values: dict[str, str]) -> None:
+    request = webob.Request.blank("/")
+    request.environ.update(values)
+    response = request.get_response(NoAuth(Recorder()))
+    assert response.status_int in (204, 400)
+    for name, value in response.headerlist:
+        assert all(" " <= char <= "~" for char in name + value), (name, value)
+
+
 @pytest.mark.parametrize("token", [pytest.param("", id="empty"), pytest.param(":p", id="no-user")])
 def test_empty_user_is_a_401_fault(token: str) -> None:
     app = Recorder()
@@ -189,6 +269,12 @@ IDENTITY_HEADER_NAMES = st.sampled_from(
 )
 HEADER_VALUES = st.text(
     st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=0, max_size=20
+)
+
+
+CLIENT_WRITTEN_KEYS = (
+    *("HTTP_HOST", "PATH_INFO", "SCRIPT_NAME", "QUERY_STRING"),
+    *("HTTP_X_AUTH_USER", "HTTP_X_AUTH_PROJECT_ID"),
 )
 
 
