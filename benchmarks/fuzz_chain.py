@@ -47,7 +47,7 @@ from tests.support.properties import (
 
 DEFAULT_SECONDS = 60.0
 MAX_INPUT_BYTES = 4096
-PATHS = ("/", "/cats", "/cats/1", "/whoami", "/boom", "//cats", "/dogs/../cats")
+PATHS = ("/", "/cats", "/cats/1", "/whoami", "/boom", "/dogs", "//cats", "/dogs/../cats")
 LENGTHS = ("", "-1", "0", "5", "99999999999999999999", "abc", " 5", "5, 5", "0x10")
 ENCODINGS = ("chunked", "gzip, chunked", "identity", "x")
 

@@ -57,7 +57,6 @@ from tests.support.properties import (
     call,
     call_downstream,
     downstream_chains,
-    noauth_known_500,
     server_input,
 )
 from tests.support.servers import LOOPBACK, ServedApp, served
@@ -129,7 +128,7 @@ transfer_encoding = st.one_of(
     st.none(), st.sampled_from(["chunked", "gzip, chunked", "identity", "chunked, chunked", "x"])
 )
 path = st.one_of(
-    st.sampled_from(["/", "/cats", "/cats/1", "/whoami", "/boom", "/dogs/../cats", "//cats"]),
+    st.sampled_from(["/", "/cats", "/cats/1", "/whoami", "/boom", "/dogs", "/dogs/../cats"]),
     st.text(LATIN1, max_size=300),
     st.builds(lambda n: "/" + "a" * n, st.integers(1_000, 20_000)),
 )
@@ -249,8 +248,7 @@ def test_the_app_sees_what_the_chain_lets_through(
         assert recorder.body_bytes <= MAX_REQUEST_BODY_SIZE
     if not outcome.status.startswith("200 "):  # a filter's answer: a 4xx, noauth's 204
         code = outcome.status[:3]
-        if not noauth_known_500(sent):
-            assert code[0] == "4" or (code, "noauth") in FILTER_ANSWERS, outcome.status
+        assert code[0] == "4" or (code, "noauth") in FILTER_ANSWERS, outcome.status
         return
     seen = recorder.environ
     assert seen is not None
@@ -532,14 +530,11 @@ def test_urlmap_in_front_of_the_chain_answers_an_odd_target_with_a_4xx(
 
 @pytest.mark.server
 @pytest.mark.skipif("noauth" not in names(), reason="noauth is not in CHAIN")
-@pytest.mark.xfail(
-    strict=True,
-    reason="noauth's 204 copies the raw query string into X-Server-Management-Url",
-)
 @pytest.mark.parametrize("query", [b"a\x00b", b"a\x7fb", b"a\x01b"], ids=["nul", "del", "soh"])
 def test_noauth_management_url_never_carries_control_characters(
     server: ServedApp, query: bytes
 ) -> None:
+    """Found by this module (the raw query string went into the header); fixed in noauth."""
     reply = send_raw(server.port, b"GET /?" + query + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     head = reply.partition(b"\r\n\r\n")[0]
     assert head.startswith(b"HTTP/1.1 204 ")
@@ -548,11 +543,9 @@ def test_noauth_management_url_never_carries_control_characters(
 
 @pytest.mark.server
 @pytest.mark.skipif("noauth" not in names(), reason="noauth is not in CHAIN")
-@pytest.mark.xfail(
-    strict=True, reason="noauth's 204 builds its URL from a path webob cannot decode: a 500"
-)
 @pytest.mark.parametrize("path", [b"/%ff", b"/\xff", b"/cats/%c3"], ids=["quoted", "raw", "cut"])
 def test_noauth_answers_a_non_utf8_path_without_a_500(server: ServedApp, path: bytes) -> None:
+    """Found by this module and the fuzz target (webob could not decode it); fixed."""
     reply = send_raw(server.port, b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
     assert reply.startswith((b"HTTP/1.1 204 ", b"HTTP/1.1 4")), reply[:60]
 

@@ -14,18 +14,23 @@ from importlib import metadata
 from middleware_kit._wsgi import WSGIApp
 
 # Outermost first, the app excluded.
-CHAIN = "catch_errors request_id faultwrap sizelimit ip_blacklist noauth context"
+CHAIN = "catch_errors request_id faultwrap sizelimit ip_blacklist noauth context ratelimit"
 
 # Small, so that generated bodies cross it.
 MAX_REQUEST_BODY_SIZE = 512
 # TEST-NET-1 denied; one trusted proxy, whose forwarding headers are believed.
 BLACKLIST = "192.0.2.0/24"
 TRUSTED_PROXY = "10.0.0.1"
+# GET /dogs: LIMITED_GETS an hour per user, so that 429s come early; POSTs unlimited
+# in practice. The counts live in ``memory://`` unless a test gives a storage_url.
+LIMITED_GETS = 5
+RATE_LIMITS = f'(GET, "/dogs", ^/dogs, {LIMITED_GETS}, HOUR);(POST, "*", .*, 1000000, MINUTE)'
 
 # Options of each filter, as an ini's [filter:<name>] section would give them.
 OPTIONS: dict[str, dict[str, str]] = {
     "sizelimit": {"max_request_body_size": str(MAX_REQUEST_BODY_SIZE)},
     "ip_blacklist": {"blacklist": BLACKLIST, "trusted_proxies": TRUSTED_PROXY},
+    "ratelimit": {"limits": RATE_LIMITS},
 }
 
 
