@@ -23,10 +23,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.chains import CLIENT_HEADERS, KEYSTONE_CHAIN, chain_ini, keystone_options
+from tests.support.chains import (
+    CLIENT_HEADERS,
+    KEYSTONE_CHAIN,
+    LIMITED_GETS,
+    OPTIONS,
+    chain_ini,
+    keystone_options,
+)
 from tests.support.keystone import KeystoneServer
-from tests.support.load import LoadResult, open_fds, rss_kib, run_load
-from tests.support.servers import ServedApp, served
+from tests.support.load import LoadResult, open_fds, rss_kib, run_load, tcp_peer_ports
+from tests.support.servers import BackgroundServer, ServedApp, served
 
 pytestmark = pytest.mark.server
 
@@ -38,7 +45,12 @@ RSS_TOLERANCE = 0.10
 STATS = "/_stats"
 STATS_APP = "call:tests.support.hostile_apps:stats_factory"
 # noauth reads "<user>:<project>"; an empty user is its 401.
-NOAUTH = {"ok": CLIENT_HEADERS, "bad": {"X-Auth-Token": ":nobody"}}
+NOAUTH = {
+    "ok": CLIENT_HEADERS,
+    "bad": {"X-Auth-Token": ":nobody"},
+    "limited": {"X-Auth-Token": "limited:limited"},  # its own GET /dogs budget
+}
+LIMITED = 0  # a Kind's status: 200 while the user's budget lasts, then 429
 ACCESS = re.compile(
     r'middleware_kit\.server\.access \[[^]]*\] 127\.0\.0\.1 "(\w+) (\S+) HTTP/1\.1" (\d{3}) '
 )
@@ -55,8 +67,9 @@ class Kind:
 
 # 32 requests in every 32: one provoked 500 (the demo's /boom) among 2xx and 4xx.
 MIX = (
-    [Kind("GET", "/cats", None, 200)] * 11
+    [Kind("GET", "/cats", None, 200)] * 10
     + [Kind("GET", "/cats", None, 401, auth="bad")]
+    + [Kind("GET", "/dogs", None, LIMITED, auth="limited")]
     + [Kind("GET", "/", None, 200)] * 4
     + [Kind("GET", "/whoami", None, 200)] * 4
     + [Kind("HEAD", "/cats", None, 200)] * 4
@@ -67,17 +80,27 @@ MIX = (
 
 
 class Mix:
-    """The request factory of ``run_load``; counts the statuses it asks for."""
+    """The request factory of ``run_load``; counts the statuses it asks for.
 
-    def __init__(self, auth: dict[str, dict[str, str]]) -> None:
+    Of the rate-limited requests, the first ``LIMITED_GETS`` of the whole test pass
+    (``passes``, shared by the warm-up's mix and the run's) and the rest are 429s:
+    which ones pass depends on the server's order, how many does not.
+    """
+
+    def __init__(self, auth: dict[str, dict[str, str]], passes: list[int]) -> None:
         self.auth = auth
+        self.passes = passes
         self.expected: collections.Counter[int] = collections.Counter()
         self.lock = threading.Lock()
 
     def __call__(self, worker: int, n: int) -> tuple[str, str, dict[str, str], bytes | None]:
         kind = MIX[(worker * 7 + n) % len(MIX)]
         with self.lock:
-            self.expected[kind.status] += 1
+            status = kind.status
+            if status == LIMITED:
+                status = 200 if self.passes[0] > 0 else 429
+                self.passes[0] -= status == 200
+            self.expected[status] += 1
         headers = dict(self.auth[kind.auth])
         if kind.body is not None:
             headers["Content-Type"] = "application/json"
@@ -87,15 +110,22 @@ class Mix:
 @dataclass
 class Reading:
     rss_kib: int
-    fds: int
+    fds: int  # open file descriptors, the pooled storage connections excluded
+    pooled: int  # connections to the rate limiter's storage (a pool: it may grow)
     greenlets: int
 
 
 @pytest.fixture
-def noauth_server(tmp_path: Path) -> Iterator[ServedApp]:
-    """CHAIN in front of the demo app, /_stats beside it."""
+def noauth_server(
+    tmp_path: Path, redis_server: tuple[BackgroundServer, str]
+) -> Iterator[ServedApp]:
+    """CHAIN in front of the demo app, /_stats beside it; ratelimit counts in a real
+    Redis, and a storage failure would be a 503 (fail_open false), not a silent pass."""
+    _, url = redis_server
+    limits = {"storage_url": url, "fail_open": "false", "storage_timeout": "1"}
+    options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **limits}}
     ini = tmp_path / "load.ini"
-    ini.write_text(chain_ini(mounts={STATS: STATS_APP}))
+    ini.write_text(chain_ini(options=options, mounts={STATS: STATS_APP}))
     with served(ini) as app:
         yield app
 
@@ -119,14 +149,28 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
-def settled_reading(server: ServedApp, idle_fds: int) -> Reading:
+def own_fds(pid: int, pool_port: int | None) -> tuple[int, int]:
+    """(open descriptors but the storage connections, storage connections)."""
+    pooled = tcp_peer_ports(pid)[pool_port] if pool_port else 0
+    return open_fds(pid) - pooled, pooled
+
+
+def settled_reading(server: ServedApp, idle_fds: int, pool_port: int | None) -> Reading:
     """Readings once the load's connections have left (bounded wait)."""
     pid = server.process.pid
-    wait_until(lambda: open_fds(pid) <= idle_fds, SETTLE_S)
-    fds, rss = open_fds(pid), rss_kib(pid)  # before /_stats opens a connection of its own
+    wait_until(lambda: own_fds(pid, pool_port)[0] <= idle_fds or settled(pid), SETTLE_S)
+    fds, pooled = own_fds(pid, pool_port)  # before /_stats opens a connection of its own
+    rss = rss_kib(pid)
     status, _, body = server.request(STATS)
     assert status == 200
-    return Reading(rss, fds, json.loads(body)["greenlets"])
+    return Reading(rss, fds, pooled, json.loads(body)["greenlets"])
+
+
+def settled(pid: int) -> bool:
+    """No descriptor closed in the last half second."""
+    before = open_fds(pid)
+    time.sleep(0.5)
+    return open_fds(pid) >= before
 
 
 def access_counts(server: ServedApp) -> collections.Counter[int]:
@@ -145,14 +189,19 @@ def assert_all_answered(result: LoadResult, mix: Mix) -> None:
 
 
 def load_and_check(
-    server: ServedApp, auth: dict[str, dict[str, str]], warmup_s: float, run_s: float
+    server: ServedApp,
+    auth: dict[str, dict[str, str]],
+    warmup_s: float,
+    run_s: float,
+    pool_port: int | None = None,
 ) -> str:
     """Warm up, read, run, read, and check everything; returns a one-line summary."""
     pid = server.process.pid
-    idle_fds = open_fds(pid)
+    idle_fds = own_fds(pid, pool_port)[0]
     logged_before = access_counts(server)
 
-    warm_mix = Mix(auth)
+    passes = [LIMITED_GETS]
+    warm_mix = Mix(auth, passes)
     warm = run_load(
         server.port,
         warm_mix,
@@ -161,13 +210,13 @@ def load_and_check(
         max_requests=MAX_REQUESTS,
     )
     assert_all_answered(warm, warm_mix)
-    before = settled_reading(server, idle_fds)
+    before = settled_reading(server, idle_fds, pool_port)
 
-    mix = Mix(auth)
+    mix = Mix(auth, passes)
     result = run_load(
         server.port, mix, connections=CONNECTIONS, duration_s=run_s, max_requests=MAX_REQUESTS
     )
-    after = settled_reading(server, idle_fds)
+    after = settled_reading(server, idle_fds, pool_port)
 
     # Every request answered, each with the status the mix asked for: no 5xx but /boom.
     assert_all_answered(result, mix)
@@ -178,6 +227,7 @@ def load_and_check(
     # Nothing kept: memory within 10 %, no descriptor or green thread left behind.
     assert abs(after.rss_kib - before.rss_kib) <= RSS_TOLERANCE * before.rss_kib, (before, after)
     assert after.fds <= before.fds == idle_fds, (before, after)
+    assert after.pooled <= CONNECTIONS, (before, after)  # bounded by the concurrency
     assert after.greenlets <= before.greenlets, (before, after)
 
     server.stop()
@@ -186,7 +236,8 @@ def load_and_check(
         f"{run_s:.0f} s x {CONNECTIONS} connections: {result.sent} requests "
         f"({result.sent / result.elapsed_s:.0f}/s), statuses {dict(result.statuses)}, "
         f"max latency {result.max_latency_s:.3f} s; RSS {before.rss_kib} -> "
-        f"{after.rss_kib} KiB, fds {before.fds} -> {after.fds}, "
+        f"{after.rss_kib} KiB, fds {before.fds} -> {after.fds} "
+        f"(+ {before.pooled} -> {after.pooled} storage connections), "
         f"greenlets {before.greenlets} -> {after.greenlets}"
     )
 
@@ -199,9 +250,10 @@ def load_and_check(
     ],
 )
 def test_bounded_load_loses_nothing_and_grows_nothing(
-    noauth_server: ServedApp, run_s: float
+    noauth_server: ServedApp, redis_server: tuple[BackgroundServer, str], run_s: float
 ) -> None:
-    print("\n" + load_and_check(noauth_server, NOAUTH, WARMUP_S, run_s))
+    redis, _ = redis_server
+    print("\n" + load_and_check(noauth_server, NOAUTH, WARMUP_S, run_s, redis.port))
 
 
 @pytest.mark.keystone
@@ -221,7 +273,7 @@ def test_keystone_chain_under_load_loses_nothing_and_grows_nothing(
     token, _ = keystone.issue_token(
         keystone.member_username, keystone.member_password, keystone.project_name
     )
-    auth = {"ok": {"X-Auth-Token": token}, "bad": {}}
+    auth = {"ok": {"X-Auth-Token": token}, "bad": {}, "limited": {"X-Auth-Token": token}}
     assert keystone_server.request("/cats", headers=auth["ok"])[0] == 200  # one validation
     wait_until(lambda: access_counts(keystone_server)[200] == 1, SETTLE_S)  # logged after
     print("\n" + load_and_check(keystone_server, auth, 2.0, run_s))

@@ -112,3 +112,24 @@ def cpu_seconds(pid: int) -> float:
         fields = stat.read().rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_peer_ports(pid: int) -> collections.Counter[int]:
+    """How many TCP sockets of a process are connected to each remote port."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[len("socket:[") : -1])
+    ports: collections.Counter[int] = collections.Counter()
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as sockets:
+            next(sockets)  # the header line
+            for line in sockets:
+                fields = line.split()
+                if fields[9] in inodes:
+                    ports[int(fields[2].rsplit(":", 1)[1], 16)] += 1
+    return ports
