@@ -12,13 +12,24 @@ import contextlib
 import http.client
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.support.chains import CHAIN, CLIENT_HEADER_LINES, CLIENT_HEADERS
+from tests.support.chains import (
+    CHAIN,
+    CLIENT_HEADER_LINES,
+    CLIENT_HEADERS,
+    LIMITED_GETS,
+    OPTIONS,
+    chain_ini,
+)
 from tests.support.hostile_apps import urlmap_ini
-from tests.support.servers import LOOPBACK, ServedApp, served
+from tests.support.load import run_load
+from tests.support.servers import LOOPBACK, BackgroundServer, ServedApp, served
 
 pytestmark = pytest.mark.server
 
@@ -210,3 +221,98 @@ def test_trickled_body_is_read_whole_while_others_are_served(server: ServedApp) 
         answer = read_until_closed(sock)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b"\r\n\r\n30")
+
+
+# --- the rate limiter's storage killed under load ------------------------------------
+
+OUTAGE_AT_S = 1.0  # into the load run
+OUTAGE_S = 1.5
+STORAGE_TIMEOUT_S = 0.2
+RECONNECT_GRACE_S = 0.5  # for a request in flight while redis-server starts again
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
+def test_redis_killed_under_load_and_restarted(
+    tmp_path: Path, redis_server: tuple[BackgroundServer, str], fail_open: bool
+) -> None:
+    """SIGKILL redis-server mid-run, start it again on its port: with fail_open every
+    request is answered 200; without, 503 faults exactly while it is down. Either way
+    nothing is lost, nothing waits much past storage_timeout, and counting resumes."""
+    redis, url = redis_server
+    storage = {"storage_url": url, "storage_timeout": str(STORAGE_TIMEOUT_S)}
+    options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **storage}}
+    options["ratelimit"]["fail_open"] = str(fail_open).lower()
+    ini = tmp_path / "redis.ini"
+    ini.write_text(chain_ini(options=options))
+
+    answers: list[tuple[int, float, float]] = []
+    lock = threading.Lock()
+
+    def on_answer(status: int, started: float, ended: float) -> None:
+        with lock:
+            answers.append((status, started, ended))
+
+    def fresh_user(worker: int, n: int) -> tuple[str, str, dict[str, str], None]:
+        # A new user each time: GET /dogs is counted in Redis, never over its limit.
+        return "GET", "/dogs", {"X-Auth-Token": f"w{worker}n{n}:p"}, None
+
+    with served(ini) as server:
+        outage: dict[str, float] = {}
+
+        def kill_and_restart() -> None:
+            # The outage for sure: from SIGKILL reaped to the restart begun; the edges
+            # are either way ("before", "after" and "during" below leave them out).
+            time.sleep(OUTAGE_AT_S)
+            outage["killing"] = time.monotonic()
+            redis.stop()
+            outage["dead"] = time.monotonic()
+            time.sleep(OUTAGE_S)
+            outage["restarting"] = time.monotonic()
+            redis.start()
+            outage["up"] = time.monotonic()
+
+        killer = threading.Thread(target=kill_and_restart)
+        killer.start()
+        result = run_load(
+            server.port,
+            fresh_user,
+            connections=16,
+            duration_s=OUTAGE_AT_S + OUTAGE_S + 1.5,
+            max_requests=200_000,
+            on_answer=on_answer,
+        )
+        killer.join()
+
+        # Counting resumes: a new user's 6th GET /dogs within the hour is a 429 again.
+        statuses = [
+            server.request("/dogs", headers={"X-Auth-Token": "after:p"})[0]
+            for _ in range(LIMITED_GETS + 1)
+        ]
+        server.stop()
+        log = server.output()
+
+    assert result.errors == 0 and result.answered == result.sent == len(answers)
+    assert statuses == [200] * LIMITED_GETS + [429]
+    before = [s for s, _, ended in answers if ended < outage["killing"]]
+    during = [
+        s
+        for s, started, ended in answers
+        if started > outage["dead"] and ended < outage["restarting"]
+    ]
+    after = [s for s, started, _ in answers if started > outage["up"] + RECONNECT_GRACE_S]
+    assert before and during and after
+    assert set(before) == set(after) == {200}
+    if fail_open:
+        assert set(during) == {200}
+        assert "WARNING middleware_kit.ratelimit" in log
+    else:
+        assert set(during) == {503}
+        assert set(result.statuses) == {200, 503}
+    # Nobody hung on the dead storage: a bound far below any socket default.
+    slowest = max(ended - started for _, started, ended in answers)
+    assert slowest < STORAGE_TIMEOUT_S + 2.0
+    print(
+        f"\nfail_open={fail_open}: {result.sent} requests, {dict(result.statuses)}, "
+        f"{len(during)} during the outage, slowest {slowest:.3f} s"
+    )

@@ -44,7 +44,9 @@ def run_load(
     duration_s: float,
     max_requests: int,
     timeout_s: float = 10.0,
+    on_answer: Callable[[int, float, float], None] | None = None,
 ) -> LoadResult:
+    """``on_answer(status, started, ended)`` (monotonic seconds) sees every answer."""
     result = LoadResult()
     lock = threading.Lock()
     deadline = time.monotonic() + duration_s
@@ -66,7 +68,10 @@ def run_load(
                     conn.request(method, path, body=body, headers=headers)
                     response = conn.getresponse()
                     response.read()
-                    latency = time.monotonic() - started
+                    ended = time.monotonic()
+                    latency = ended - started
+                    if on_answer is not None:
+                        on_answer(response.status, started, ended)
                     with lock:
                         result.answered += 1
                         result.statuses[response.status] += 1
