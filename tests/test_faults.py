@@ -29,7 +29,14 @@ from tests.support.chains import (
 )
 from tests.support.hostile_apps import urlmap_ini
 from tests.support.load import run_load
-from tests.support.servers import LOOPBACK, BackgroundServer, ServedApp, served
+from tests.support.servers import (
+    LOOPBACK,
+    BackgroundServer,
+    ServedApp,
+    served,
+    start_memcached,
+    start_redis,
+)
 
 pytestmark = pytest.mark.server
 
@@ -231,19 +238,46 @@ STORAGE_TIMEOUT_S = 0.2
 RECONNECT_GRACE_S = 0.5  # for a request in flight while redis-server starts again
 
 
-@pytest.mark.redis
+@pytest.fixture(
+    params=[
+        pytest.param(start_redis, id="redis", marks=pytest.mark.redis),
+        pytest.param(
+            start_memcached,
+            id="memcached",
+            marks=[
+                pytest.mark.memcached,
+                # Not strict: a race, most runs but not every one. Remove when fixed.
+                pytest.mark.xfail(
+                    reason="ratelimit's memcached storage lets EOFError escape (eventlet's "
+                    "recv on a socket closed under it): a few 500s when memcached dies"
+                ),
+            ],
+        ),
+    ]
+)
+def storage_server(
+    request: pytest.FixtureRequest,
+) -> Iterator[tuple[BackgroundServer, str]]:
+    server, url = request.param()
+    try:
+        yield server, url
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("fail_open", [True, False], ids=["fail-open", "fail-closed"])
-def test_redis_killed_under_load_and_restarted(
-    tmp_path: Path, redis_server: tuple[BackgroundServer, str], fail_open: bool
+def test_storage_killed_under_load_and_restarted(
+    tmp_path: Path, storage_server: tuple[BackgroundServer, str], fail_open: bool
 ) -> None:
-    """SIGKILL redis-server mid-run, start it again on its port: with fail_open every
-    request is answered 200; without, 503 faults exactly while it is down. Either way
-    nothing is lost, nothing waits much past storage_timeout, and counting resumes."""
-    redis, url = redis_server
+    """SIGKILL redis-server or memcached mid-run, start it again on its port: with
+    fail_open every request is answered 200; without, 503 faults exactly while it is
+    down. Either way nothing is lost, nothing waits much past storage_timeout, and
+    counting resumes."""
+    storage_process, url = storage_server
     storage = {"storage_url": url, "storage_timeout": str(STORAGE_TIMEOUT_S)}
     options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **storage}}
     options["ratelimit"]["fail_open"] = str(fail_open).lower()
-    ini = tmp_path / "redis.ini"
+    ini = tmp_path / "storage.ini"
     ini.write_text(chain_ini(options=options))
 
     answers: list[tuple[int, float, float]] = []
@@ -265,11 +299,11 @@ def test_redis_killed_under_load_and_restarted(
             # are either way ("before", "after" and "during" below leave them out).
             time.sleep(OUTAGE_AT_S)
             outage["killing"] = time.monotonic()
-            redis.stop()
+            storage_process.stop()
             outage["dead"] = time.monotonic()
             time.sleep(OUTAGE_S)
             outage["restarting"] = time.monotonic()
-            redis.start()
+            storage_process.start()
             outage["up"] = time.monotonic()
 
         killer = threading.Thread(target=kill_and_restart)
@@ -292,6 +326,8 @@ def test_redis_killed_under_load_and_restarted(
         server.stop()
         log = server.output()
 
+    errors = [line for line in log.splitlines() if "Error" in line or "ERROR" in line]
+    assert 500 not in result.statuses, "\n".join(errors[:20])
     assert result.errors == 0 and result.answered == result.sent == len(answers)
     assert statuses == [200] * LIMITED_GETS + [429]
     before = [s for s, _, ended in answers if ended < outage["killing"]]
