@@ -41,7 +41,9 @@ from middleware_kit.ratelimit import algorithm
 from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
-ERRORS = (OSError, MemcacheError)
+# EOFError: eventlet's green recv on a socket closed under a waiting green thread
+# (memcached killed mid-request) raises it, not an OSError.
+ERRORS = (OSError, EOFError, MemcacheError)
 # What a pooled connection to a server that restarted since answers: worth one retry
 # (the command cannot have reached the new server process).
 STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)

@@ -56,7 +56,8 @@ for i, key in ipairs(KEYS) do
 end
 return out
 """
-ERRORS = (redis.RedisError, OSError)
+# EOFError: as in memcached_storage, a green socket closed under a waiting reader.
+ERRORS = (redis.RedisError, OSError, EOFError)
 
 
 class RedisStorage:
