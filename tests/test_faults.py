@@ -241,18 +241,7 @@ RECONNECT_GRACE_S = 0.5  # for a request in flight while redis-server starts aga
 @pytest.fixture(
     params=[
         pytest.param(start_redis, id="redis", marks=pytest.mark.redis),
-        pytest.param(
-            start_memcached,
-            id="memcached",
-            marks=[
-                pytest.mark.memcached,
-                # Not strict: a race, most runs but not every one. Remove when fixed.
-                pytest.mark.xfail(
-                    reason="ratelimit's memcached storage lets EOFError escape (eventlet's "
-                    "recv on a socket closed under it): a few 500s when memcached dies"
-                ),
-            ],
-        ),
+        pytest.param(start_memcached, id="memcached", marks=pytest.mark.memcached),
     ]
 )
 def storage_server(
