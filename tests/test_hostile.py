@@ -4,15 +4,19 @@ In-process, ``chains.CHAIN`` is built around a downstream app drawn among a reco
 app, the demo and apps that fail (``tests/support/hostile_apps.py``), and called as a
 WSGI server would. Requests carry random methods, paths, query strings, header names
 and values (CR/LF, NUL, very long, latin-1 decoded non-UTF-8 bytes, duplicates),
-Content-Length and Transfer-Encoding combinations, forwarded headers and credentials.
-Properties: no exception escapes the outermost filter; the status and headers are
-valid HTTP; every error is in the project's fault format; no credential of the
-request appears in a log record or the response.
+Content-Length and Transfer-Encoding combinations, forged identity and forwarding
+headers, tokens and credentials, from trusted, untrusted and denied peers.
+Properties (``tests/support/properties.py``, shared with ``benchmarks/fuzz_chain.py``):
+no exception escapes the outermost filter; the status and headers are valid HTTP;
+every error is in the project's fault format; an app that never fails gets no 5xx; no
+credential appears in a log record or the response; the app never reads more than the
+body limit nor sees a client's identity headers; only the trusted proxy names
+another client.
 
 Served, raw requests (malformed request lines, bad framing, binary) are sent over a
 socket: the server answers with a valid status line or closes, and keeps serving.
+Known defects outside the chain are strict xfails: they turn red when fixed.
 """
-
 from __future__ import annotations
 
 import ipaddress
