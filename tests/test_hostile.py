@@ -17,6 +17,7 @@ Served, raw requests (malformed request lines, bad framing, binary) are sent ove
 socket: the server answers with a valid status line or closes, and keeps serving.
 Known defects outside the chain are strict xfails: they turn red when fixed.
 """
+
 from __future__ import annotations
 
 import ipaddress
