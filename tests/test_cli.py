@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from middleware_kit.cli import IniError, bundled_ini_path, parse_settings
+from middleware_kit.cli import IniError, _build_parser, bundled_ini_path, parse_settings
 from tests.support.servers import EXAMPLES, LOOPBACK, free_port, stop_process, wait_for_port
 
 CLI = [sys.executable, "-m", "middleware_kit.cli"]
@@ -21,6 +21,18 @@ LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ")
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        pytest.param([], 60.0, id="default"),
+        pytest.param(["--socket-timeout", "2.5"], 2.5, id="given"),
+    ],
+)
+def test_serve_socket_timeout_option(args: list[str], expected: float) -> None:
+    """Parsed here; that the server closes a silent client after it: tests/test_faults.py."""
+    assert _build_parser().parse_args(["serve", *args]).socket_timeout == expected
 
 
 def test_parse_settings() -> None:
