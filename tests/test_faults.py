@@ -23,11 +23,14 @@ from tests.support.chains import (
     CHAIN,
     CLIENT_HEADER_LINES,
     CLIENT_HEADERS,
+    KEYSTONE_CHAIN,
     LIMITED_GETS,
     OPTIONS,
     chain_ini,
+    keystone_options,
 )
 from tests.support.hostile_apps import urlmap_ini
+from tests.support.keystone import KeystoneServer
 from tests.support.load import run_load
 from tests.support.servers import (
     LOOPBACK,
@@ -341,3 +344,52 @@ def test_storage_killed_under_load_and_restarted(
         f"\nfail_open={fail_open}: {result.sent} requests, {dict(result.statuses)}, "
         f"{len(during)} during the outage, slowest {slowest:.3f} s"
     )
+
+
+@pytest.mark.keystone
+def test_keystone_stopped_under_load_and_restarted(
+    keystone: KeystoneServer, tmp_path: Path
+) -> None:
+    """The keystone chain under load while Keystone stops and starts again: a token
+    authtoken has validated goes on being served from its cache (every request 200), a
+    token never seen is a 503 fault while Keystone is down and a 200 once it is back,
+    without restarting the API."""
+    ini = tmp_path / "keystone.ini"
+    ini.write_text(
+        chain_ini(chain=KEYSTONE_CHAIN, options=keystone_options(keystone.authtoken_settings()))
+    )
+    user = (keystone.member_username, keystone.member_password, keystone.project_name)
+    cached, _ = keystone.issue_token(*user)
+    unseen = [keystone.issue_token(*user)[0] for _ in range(2)]  # issued while it is up
+
+    def cached_token(worker: int, n: int) -> tuple[str, str, dict[str, str], None]:
+        return "GET", "/cats", {"X-Auth-Token": cached}, None
+
+    with served(ini) as server:
+        assert server.request("/cats", headers={"X-Auth-Token": cached})[0] == 200
+        outcome: dict[str, int] = {}
+        seen_down: list[float] = []
+
+        def stop_and_start() -> None:
+            time.sleep(OUTAGE_AT_S)
+            try:
+                keystone.stop()
+                outcome["down"] = server.request("/cats", headers={"X-Auth-Token": unseen[0]})[0]
+                seen_down.append(time.monotonic())
+            finally:
+                keystone.start()
+            outcome["up"] = server.request("/cats", headers={"X-Auth-Token": unseen[1]})[0]
+
+        outage = threading.Thread(target=stop_and_start)
+        outage.start()
+        result = run_load(
+            server.port, cached_token, connections=16, duration_s=4.0, max_requests=200_000
+        )
+        load_ended = time.monotonic()
+        outage.join()
+
+    assert outcome == {"down": 503, "up": 200}
+    assert seen_down[0] < load_ended  # the load ran on while Keystone was down
+    assert result.errors == 0 and result.answered == result.sent > 0
+    assert set(result.statuses) == {200}
+    print(f"\nkeystone outage: {result.sent} requests with a cached token, all 200")
