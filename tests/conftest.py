@@ -5,9 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.support.keystone import keystone  # noqa: F401  (one Keystone for the session)
 from tests.support.servers import BackgroundServer, start_memcached, start_redis
+
+# No per-example deadline: on a loaded 2-core CI machine a slow example is not a bug,
+# and a timing failure would make a property test flaky. Speed lives in benchmarks/.
+settings.register_profile("middleware_kit", deadline=None)
+settings.load_profile("middleware_kit")
 
 
 @pytest.fixture
