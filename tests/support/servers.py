@@ -93,6 +93,7 @@ class ServedApp:
         self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept open for the life of the server
             prefix="served-", suffix=".log", delete=False
         )
+        self.final_output: str | None = None
         self.port = free_port()
         args = [
             sys.executable,
@@ -126,11 +127,18 @@ class ServedApp:
             raise RuntimeError(f"{exc}; server output:\n{self.output()}") from None
 
     def output(self) -> str:
+        """What the server printed and logged so far (all of it, once stopped)."""
+        if self.final_output is not None:
+            return self.final_output
         return Path(self.log.name).read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the server; its output stays readable, its log file is removed."""
         status = stop_process(self.process, sig)
-        self.log.close()
+        if self.final_output is None:
+            self.final_output = self.output()
+            self.log.close()
+            Path(self.log.name).unlink(missing_ok=True)
         return status
 
     def request(
