@@ -36,7 +36,14 @@ import webob.exc
 
 from middleware_kit import fault
 from middleware_kit._config import parse_options
-from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
+from middleware_kit._wsgi import (
+    Environ,
+    ExcInfo,
+    FilterFactory,
+    StartResponse,
+    WSGIApp,
+    close_body,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -130,18 +137,12 @@ class _Rest:
             raise
 
     def close(self) -> None:
-        _close(self.body)
-
-
-def _close(body: Iterable[bytes]) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        close()
+        close_body(self.body)
 
 
 def _close_quietly(body: Iterable[bytes]) -> None:
     try:
-        _close(body)
+        close_body(body)
     except Exception:
         LOG.exception("closing the body of a failed response failed too")
 

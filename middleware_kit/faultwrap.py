@@ -33,14 +33,22 @@ from __future__ import annotations
 import itertools
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import webob.exc
 
 from middleware_kit import fault
 from middleware_kit._config import parse_options
-from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
+from middleware_kit._wsgi import (
+    Environ,
+    ExcInfo,
+    FilterFactory,
+    ResumedBody,
+    StartResponse,
+    WSGIApp,
+    close_body,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -80,34 +88,17 @@ class FaultWrap:
             exc_info = (type(exc), exc, exc.__traceback__) if started else None
             answer = _answer(environ, start_response, exc, exc_info)
             try:
-                _close(body)
+                close_body(body)
             except Exception:
                 LOG.exception("closing the body of a failed response failed too")
             return answer
-        return _Body(body, itertools.chain(first, chunks))
+        return ResumedBody(body, itertools.chain(first, chunks))
 
     @classmethod
     def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> FilterFactory:
         """Paste filter factory; the filter has no options, unknown ones fail the load."""
         parse_options("faultwrap", local_conf, {})
         return cls
-
-
-class _Body:
-    def __init__(self, body: Iterable[bytes], chunks: Iterator[bytes]) -> None:
-        self.body, self.chunks = body, chunks
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks
-
-    def close(self) -> None:
-        _close(self.body)
-
-
-def _close(body: Iterable[bytes]) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        close()
 
 
 def _answer(

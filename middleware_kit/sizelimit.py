@@ -36,7 +36,15 @@ import webob.exc
 
 from middleware_kit import fault
 from middleware_kit._config import byte_size, parse_options
-from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
+from middleware_kit._wsgi import (
+    Environ,
+    ExcInfo,
+    FilterFactory,
+    ResumedBody,
+    StartResponse,
+    WSGIApp,
+    close_body,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -107,12 +115,14 @@ class SizeLimit:
                         break
         except Exception:  # re-raised unless the body overflowed: then it is a 413
             if reader.error is None:
-                _close(body)
+                close_body(body)
                 raise
         error = reader.error
         if error is None:
-            return body if type(body) is list else _Body(body, itertools.chain(first, chunks))
-        _close(body)
+            return (
+                body if type(body) is list else ResumedBody(body, itertools.chain(first, chunks))
+            )
+        close_body(body)
         # After a write() the server has sent the headers: it re-raises exc_info (PEP 3333).
         exc_info = (type(error), error, error.__traceback__) if reader.started else None
         return _reject(environ, start_response, 413, self.message, exc_info)
@@ -163,25 +173,6 @@ class _LimitedInput:
         if self.error is None:
             self.error = RequestBodyTooLarge(detail=self.message)
         raise self.error
-
-
-class _Body:
-    """The app's body after its first chunk was taken out; closes the original."""
-
-    def __init__(self, body: Iterable[bytes], chunks: Iterator[bytes]) -> None:
-        self.body, self.chunks = body, chunks
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self.chunks
-
-    def close(self) -> None:
-        _close(self.body)
-
-
-def _close(body: Iterable[bytes]) -> None:
-    close = getattr(body, "close", None)
-    if close is not None:
-        close()
 
 
 def _reject(
