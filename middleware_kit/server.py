@@ -5,17 +5,27 @@ through ``logging`` (access lines on ``middleware_kit.server.access``) and retur
 within about a second of SIGINT or SIGTERM: it stops accepting, gives requests in
 flight that long to finish, and leaves. The caller monkey-patches first
 (``middleware-kit serve`` does) so that clients used by the filters cooperate.
+
+Before the app, ``guard_request_target`` answers a request whose target is not an
+absolute path (``GET * HTTP/1.1``, ``GET cats HTTP/1.1``, an empty target) with a 400
+fault itself: Paste's urlmap, in front of ``catch_errors`` in the example inis, would
+fail an assertion on it (a bare 500). ``OPTIONS *`` gets that 400 too. An absolute-form
+target (``GET http://host/v1/cats HTTP/1.1``, which eventlet leaves whole in
+``PATH_INFO``) is served: the app sees its path (``/v1/cats``) in ``PATH_INFO``, and
+``HTTP_HOST`` is left as the client sent it.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import socket
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
-from middleware_kit._wsgi import WSGIApp
+from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
+from middleware_kit.fault import send_fault
 
 LOG = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger(__name__ + ".access")
@@ -26,6 +36,10 @@ STOP_GRACE_S = 0.8
 ACCESS_FORMAT = (
     '%(client_ip)s "%(request_line)s" %(status_code)s %(body_length)s %(wall_seconds).6f'
 )
+BAD_TARGET_MESSAGE = "The request target must be an absolute path."
+LOGGED_TARGET_CHARS = 120
+# The scheme and authority of an absolute-form target (RFC 9112, section 3.2.2).
+_ABSOLUTE_FORM = re.compile(r"https?://[^/]*", re.IGNORECASE)
 
 
 def serve(
@@ -57,7 +71,7 @@ def serve(
     server = eventlet.spawn(
         eventlet.wsgi.server,
         sock,
-        app,
+        guard_request_target(app),
         custom_pool=pool,
         log=ACCESS_LOG,
         log_format=ACCESS_FORMAT,
@@ -75,6 +89,35 @@ def serve(
         with eventlet.Timeout(STOP_GRACE_S, False):
             pool.waitall()
         LOG.info("stopped")
+
+
+def guard_request_target(app: WSGIApp) -> WSGIApp:
+    """Wrap ``app``: a target that is not an absolute path gets a 400 fault, not ``app``.
+
+    An absolute-form target reaches ``app`` with its path in ``PATH_INFO`` (and
+    ``RAW_PATH_INFO``); ``OPTIONS *`` is answered 400 like any other odd target.
+    """
+
+    def guarded(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/"):
+            return app(environ, start_response)
+        absolute = _ABSOLUTE_FORM.match(path)
+        if absolute is not None:  # what follows the authority is empty or starts with /
+            environ["PATH_INFO"] = path[absolute.end() :] or "/"
+            raw = _ABSOLUTE_FORM.match(environ.get("RAW_PATH_INFO", ""))
+            if raw is not None:
+                environ["RAW_PATH_INFO"] = raw.string[raw.end() :] or "/"
+            return app(environ, start_response)
+        LOG.info(
+            "400 for %r %r from %s: the request target is not an absolute path",
+            environ.get("REQUEST_METHOD", "")[:LOGGED_TARGET_CHARS],
+            path[:LOGGED_TARGET_CHARS],
+            environ.get("REMOTE_ADDR", "-"),
+        )
+        return send_fault(environ, start_response, 400, BAD_TARGET_MESSAGE)
+
+    return guarded
 
 
 def _raise_exit(signum: int, frame: types.FrameType | None) -> None:
