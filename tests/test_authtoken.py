@@ -20,6 +20,7 @@ from paste.deploy import loadapp
 from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import WSGIApp
 from middleware_kit.authtoken import AuthToken, filter_factory
+from middleware_kit.authtoken._invalid_tokens import InvalidTokens
 from middleware_kit.context import Context
 from middleware_kit.noauth import FORGEABLE_HEADERS, FORGEABLE_KEYS
 from tests.support.identity_echo import app_factory as echo_factory
@@ -104,6 +105,16 @@ def echo() -> WSGIApp:
 
 def offline(**extra: str) -> WSGIApp:
     return filter_factory({}, **{**OFFLINE_OPTIONS, **extra})(echo())
+
+
+class Clock:
+    """A monotonic clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def get(app: WSGIApp, headers: dict[str, str] | None = None) -> webob.Response:
@@ -261,6 +272,86 @@ def test_paste_loads_by_egg_name(tmp_path: Path) -> None:
     app = loadapp(f"config:{ini}")
     assert isinstance(app, AuthToken)
     assert get(app).status_int == 401
+
+
+@pytest.mark.parametrize(
+    ("options", "ttl_s", "size"),
+    [
+        pytest.param({}, 60.0, 10_000, id="defaults"),
+        pytest.param({"invalid_token_cache_time": "0"}, 0.0, 10_000, id="off"),
+        pytest.param({"invalid_token_cache_time": " 2.5 "}, 2.5, 10_000, id="decimal"),
+        pytest.param({"invalid_token_cache_size": "3"}, 60.0, 3, id="size"),
+    ],
+)
+def test_invalid_token_cache_options(options: dict[str, str], ttl_s: float, size: int) -> None:
+    app = filter_factory({}, **OFFLINE_OPTIONS, **options)(echo())
+    assert isinstance(app, AuthToken)
+    assert (app.invalid_tokens.ttl_s, app.invalid_tokens.size) == (ttl_s, size)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        pytest.param("invalid_token_cache_time", "-1", "must be at least 0", id="negative"),
+        pytest.param("invalid_token_cache_time", "soon", "expected a number", id="word"),
+        pytest.param("invalid_token_cache_time", "inf", "finite", id="infinite"),
+        pytest.param("invalid_token_cache_size", "0", "must be at least 1", id="empty"),
+        pytest.param("invalid_token_cache_size", "1.5", "whole number", id="fraction"),
+        pytest.param(
+            "invalid_token_cache", "60", "did you mean 'invalid_token_cache_time'", id="typo"
+        ),
+    ],
+)
+def test_invalid_token_cache_bad_options_fail_the_load(
+    option: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as error:
+        filter_factory({}, **OFFLINE_OPTIONS, **{option: value})
+    assert str(error.value).startswith("authtoken: ")
+
+
+@pytest.mark.parametrize("delay", ["false", "true"])
+def test_keystone_unreachable_is_never_remembered_as_an_invalid_token(delay: str) -> None:
+    app = offline(delay_auth_decision=delay)
+    assert isinstance(app, AuthToken)
+    expected = 200 if delay == "true" else 503  # delayed: passed on as Invalid
+    for _ in range(2):
+        assert get(app, {"X-Auth-Token": "some-token"}).status_int == expected
+    assert not app.invalid_tokens.expiries
+
+
+def test_invalid_tokens_keeps_a_digest_until_the_ttl() -> None:
+    clock = Clock()
+    tokens = InvalidTokens(ttl_s=60, size=10, clock=clock)
+    key = tokens.key("gAAAA-secret", False)
+    assert key is not None
+    assert b"secret" not in key[0] and len(key[0]) == 32  # sha256, not the token
+    assert not tokens.rejected(key)
+    tokens.add(key)
+    clock.now += 59.9
+    assert tokens.rejected(key)
+    assert not tokens.rejected(tokens.key("gAAAA-secret", True))  # allow_expired differs
+    clock.now += 0.1
+    assert not tokens.rejected(key)
+    assert not tokens.expiries  # an expired entry is dropped when it is looked up
+
+
+def test_invalid_tokens_forgets_the_oldest_past_its_size() -> None:
+    clock = Clock()
+    tokens = InvalidTokens(ttl_s=60, size=2, clock=clock)
+    first, second, third = (tokens.key(t, False) for t in ("a", "b", "c"))
+    for key in (first, second, first, third):  # first is re-added: second is the oldest
+        tokens.add(key)
+        clock.now += 1
+    assert len(tokens.expiries) == 2
+    assert [tokens.rejected(k) for k in (first, second, third)] == [True, False, True]
+
+
+def test_invalid_tokens_with_a_ttl_of_0_is_off() -> None:
+    tokens = InvalidTokens(ttl_s=0, size=2, clock=Clock())
+    key = tokens.key("a", False)
+    tokens.add(key)
+    assert key is None and not tokens.rejected(key) and not tokens.expiries
 
 
 # --- with a real Keystone, over HTTP ----------------------------------------------------
@@ -637,3 +728,130 @@ def test_forged_identity_never_reaches_the_app_with_a_valid_token(
     assert identity["HTTP_X_PROJECT_ID"] == keystone.project_id
     assert sorted(identity["HTTP_X_ROLES"].split(",")) == ["member", "reader"]
     assert identity["HTTP_X_IS_ADMIN_PROJECT"] == "False"
+
+
+# --- the invalid-token cache, with a real Keystone --------------------------------------
+
+
+def validations(server: KeystoneServer) -> int:
+    """Keystone's token validations so far, each one answered before this call counted.
+
+    Its one sync gunicorn worker logs a request before it accepts the next: once this
+    GET /v3 is answered, every earlier validation is in the access log (no waiting)."""
+    assert server.request("GET", "/v3")[0] == 200
+    return server.access_log_count(VALIDATIONS)
+
+
+def bad_token() -> str:
+    return f"gAAAAA-not-a-token-{secrets.token_urlsafe(8)}"
+
+
+def in_process_app(server: KeystoneServer, **kwargs: Any) -> AuthToken:
+    conf = {
+        **server.authtoken_settings(),
+        "http_connect_timeout": "3",
+        "http_request_max_retries": "0",
+        **kwargs.pop("conf", {}),
+    }
+    return AuthToken(echo(), conf=conf, **kwargs)
+
+
+@pytest.mark.keystone
+def test_a_bad_token_is_validated_once_then_answered_401_from_memory(
+    keystone: KeystoneServer,
+    keystone_chain: ServedApp,
+) -> None:
+    token, other = bad_token(), bad_token()
+    before = validations(keystone)
+    for _ in range(5):
+        status, headers, body = fetch(keystone_chain, "/v1/whoami", {"X-Auth-Token": token})
+        assert status == 401
+        assert headers["www-authenticate"] == f'Keystone uri="{keystone.auth_url}"'
+        assert body["unauthorized"]["request_id"] == headers["x-openstack-request-id"]
+    after = validations(keystone)
+    assert after == before + 1
+    # Another bad token is not the remembered one: Keystone validates it.
+    assert fetch(keystone_chain, "/v1/whoami", {"X-Auth-Token": other})[0] == 401
+    assert validations(keystone) == after + 1
+
+
+@pytest.mark.keystone
+def test_a_remembered_token_is_validated_again_after_the_ttl(keystone: KeystoneServer) -> None:
+    clock = Clock()
+    app = in_process_app(keystone, invalid_token_cache_time=60, clock=clock)
+    token = bad_token()
+    before = validations(keystone)
+    assert get(app, {"X-Auth-Token": token}).status_int == 401
+    clock.now += 59.9
+    response = get(app, {"X-Auth-Token": token})
+    assert response.status_int == 401
+    assert response.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.auth_url}"'
+    assert validations(keystone) == before + 1
+    clock.now += 0.1
+    assert get(app, {"X-Auth-Token": token}).status_int == 401
+    assert validations(keystone) == before + 2
+
+
+@pytest.mark.keystone
+def test_with_a_ttl_of_0_every_request_validates(keystone: KeystoneServer) -> None:
+    app = in_process_app(keystone, invalid_token_cache_time=0)
+    token = bad_token()
+    before = validations(keystone)
+    for _ in range(3):
+        assert get(app, {"X-Auth-Token": token}).status_int == 401
+    assert validations(keystone) == before + 3
+
+
+@pytest.mark.keystone
+def test_the_oldest_remembered_token_is_forgotten_past_the_size(
+    keystone: KeystoneServer,
+) -> None:
+    app = in_process_app(keystone, invalid_token_cache_size=2)
+    first, second, third = bad_token(), bad_token(), bad_token()
+    before = validations(keystone)
+    for token in (first, second, third, third, second):
+        assert get(app, {"X-Auth-Token": token}).status_int == 401
+    assert validations(keystone) == before + 3
+    assert get(app, {"X-Auth-Token": first}).status_int == 401
+    assert validations(keystone) == before + 4
+
+
+@pytest.mark.keystone
+def test_delay_auth_decision_passes_a_remembered_token_as_invalid(
+    keystone: KeystoneServer,
+) -> None:
+    app = in_process_app(keystone, conf={"delay_auth_decision": "true"})
+    token = bad_token()
+    before = validations(keystone)
+    for _ in range(3):
+        response = get(app, {**SPOOFED, "X-Auth-Token": token})
+        assert response.status_int == 200
+        headers = response.json["headers"]
+        assert headers["HTTP_X_IDENTITY_STATUS"] == "Invalid"
+        assert not set(headers) & {"HTTP_X_USER_ID", "HTTP_X_ROLES"}
+    assert validations(keystone) == before + 1
+
+
+@pytest.mark.keystone
+def test_keystone_stopped_is_a_503_and_nothing_is_remembered(keystone: KeystoneServer) -> None:
+    strict = in_process_app(keystone)
+    delayed = in_process_app(keystone, conf={"delay_auth_decision": "true"})
+    warm, valid, token = member_token(keystone), member_token(keystone), bad_token()
+    for app in (strict, delayed):  # its own service token and discovery, before the outage
+        assert get(app, {"X-Auth-Token": warm}).status_int == 200
+    try:
+        keystone.stop()
+        for headers in ({"X-Auth-Token": token}, {"X-Auth-Token": valid}):
+            assert get(strict, headers).status_int == 503
+            response = get(delayed, headers)
+            assert response.status_int == 200
+            assert response.json["headers"]["HTTP_X_IDENTITY_STATUS"] == "Invalid"
+    finally:
+        keystone.start()
+    assert not strict.invalid_tokens.expiries
+    assert not delayed.invalid_tokens.expiries
+    for app, rejected in ((strict, 401), (delayed, 200)):  # 200: passed on as Invalid
+        assert get(app, {"X-Auth-Token": valid}).status_int == 200
+        before = validations(keystone)
+        assert get(app, {"X-Auth-Token": token}).status_int == rejected
+        assert validations(keystone) == before + 1

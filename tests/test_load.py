@@ -269,7 +269,8 @@ def test_keystone_chain_under_load_loses_nothing_and_grows_nothing(
 ) -> None:
     """The same with a real token, validated by Keystone before the load and then taken
     from authtoken's cache; the 401s come from requests without a token (a bad token
-    costs a Keystone call each time: test_hostile's strict xfail)."""
+    would cost one Keystone call, then be answered from authtoken's invalid-token
+    cache: test_hostile's test_a_bad_token_costs_keystone_one_validation)."""
     token, _ = keystone.issue_token(
         keystone.member_username, keystone.member_password, keystone.project_name
     )

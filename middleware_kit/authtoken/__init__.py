@@ -17,6 +17,11 @@ is handed to it unchanged, and options it reads from the service's own config fi
   answers 5xx (keystonemiddleware lets those escape as exceptions). Each call to
   Keystone waits at most ``http_connect_timeout`` seconds and is retried
   ``http_request_max_retries`` times (0.5 s, 1 s, 2 s... apart).
+- A token Keystone has rejected (404: keystonemiddleware's "invalid token") is
+  remembered for ``invalid_token_cache_time`` seconds, by its sha256 digest only:
+  the same token is then answered the same 401 (or passed on as ``Invalid``) without
+  asking Keystone again, so a client repeating a bad token cannot make every request
+  cost a validation. Keystone unreachable or answering 5xx is never remembered.
 - An option keystonemiddleware and keystoneauth do not know fails the load, with the
   closest name; so does a value keystonemiddleware cannot convert.
 
@@ -38,21 +43,29 @@ is handed to it unchanged, and options it reads from the service's own config fi
     memcached_servers = 127.0.0.1:11211
     http_connect_timeout = 5
     http_request_max_retries = 1
+    invalid_token_cache_time = 60
 
 Options: those of keystonemiddleware's ``auth_token`` (and of the keystoneauth plugin
-named by ``auth_type``), unchanged, with keystonemiddleware's defaults.
+named by ``auth_type``), unchanged, with keystonemiddleware's defaults; and ours:
+
+``invalid_token_cache_time`` (seconds, a number >= 0; default 60)
+    How long a rejected token is answered without Keystone; 0 turns this off.
+``invalid_token_cache_size`` (a whole number >= 1; default 10000)
+    Rejected tokens remembered per process; past that the oldest are forgotten.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from middleware_kit import fault
-from middleware_kit._config import ConfigError, parse_options
+from middleware_kit._config import ConfigError, Parser, integer, number, parse_options
 from middleware_kit._wsgi import Environ, FilterFactory, StartResponse, WSGIApp
+from middleware_kit.authtoken._invalid_tokens import InvalidTokens
 
 LOG = logging.getLogger(__name__)
 
@@ -74,17 +87,34 @@ MESSAGES = {
 }
 # Read by keystonemiddleware's config loader, not options of its own.
 LOADER_KEYS = frozenset({"oslo_config_project", "oslo_config_file", "log_name"})
+# Ours, parsed here and not handed to keystonemiddleware.
+OPTIONS: dict[str, Parser] = {
+    "invalid_token_cache_time": number(minimum=0),
+    "invalid_token_cache_size": integer(minimum=1),
+}
 
 
 class AuthToken:
     """keystonemiddleware's ``auth_token`` with the identity contract and our faults."""
 
-    def __init__(self, app: WSGIApp, *, conf: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        conf: Mapping[str, str] | None = None,
+        invalid_token_cache_time: float = 60.0,
+        invalid_token_cache_size: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         from keystonemiddleware import exceptions
 
         self.app = app
+        self.invalid_tokens = InvalidTokens(
+            ttl_s=invalid_token_cache_time, size=invalid_token_cache_size, clock=clock
+        )
         try:
-            self.protocol = _protocol_class()(self._downstream, dict(conf or {}))
+            protocol_class = _protocol_class()
+            self.protocol = protocol_class(self._downstream, dict(conf or {}), self.invalid_tokens)
         except exceptions.ConfigurationError as exc:
             raise ConfigError(f"authtoken: {exc}") from None
 
@@ -102,10 +132,12 @@ class AuthToken:
     @classmethod
     def factory(cls, global_conf: dict[str, Any], **local_conf: str) -> FilterFactory:
         """Paste filter factory: options are checked by name and handed over as they are."""
-        options = parse_options("authtoken", local_conf, dict.fromkeys(_known_options(), str))
+        parsers: dict[str, Parser] = {**dict.fromkeys(_known_options(), str), **OPTIONS}
+        options = parse_options("authtoken", local_conf, parsers)
+        ours = {name: options.pop(name) for name in OPTIONS if name in options}
         # As keystonemiddleware's filter_factory does: the global conf, then the section.
         conf = {**global_conf, **options}
-        return lambda app: cls(app, conf=conf)
+        return lambda app: cls(app, conf=conf, **ours)
 
 
 @functools.cache
@@ -134,6 +166,24 @@ def _protocol_class() -> type[Any]:
         return response
 
     class Protocol(auth_token.AuthProtocol):  # type: ignore[misc]
+        def __init__(self, app: Any, conf: dict[str, Any], invalid: InvalidTokens) -> None:
+            super().__init__(app, conf)
+            self.invalid_tokens = invalid
+
+        def fetch_token(self, token: str, allow_expired: bool = False) -> Any:
+            """Its fetch_token, skipped for a token Keystone rejected not long ago."""
+            key = self.invalid_tokens.key(token, allow_expired)
+            if self.invalid_tokens.rejected(key):
+                raise auth_token.InvalidToken("Token authorization failed (remembered)")
+            try:
+                return super().fetch_token(token, allow_expired=allow_expired)
+            except auth_token.InvalidToken as exc:
+                # Keystone's 404 for the token; not "Keystone unavailable", which
+                # delay_auth_decision also turns into InvalidToken.
+                if isinstance(exc.__context__, ksa.NotFound):
+                    self.invalid_tokens.add(key)
+                raise
+
         def process_request(self, request: Any) -> Any:
             try:
                 return super().process_request(request)
