@@ -733,15 +733,6 @@ def test_forged_identity_never_reaches_the_app_with_a_valid_token(
 # --- the invalid-token cache, with a real Keystone --------------------------------------
 
 
-def validations(server: KeystoneServer) -> int:
-    """Keystone's token validations so far, each one answered before this call counted.
-
-    Its one sync gunicorn worker logs a request before it accepts the next: once this
-    GET /v3 is answered, every earlier validation is in the access log (no waiting)."""
-    assert server.request("GET", "/v3")[0] == 200
-    return server.access_log_count(VALIDATIONS)
-
-
 def bad_token() -> str:
     return f"gAAAAA-not-a-token-{secrets.token_urlsafe(8)}"
 
@@ -762,17 +753,17 @@ def test_a_bad_token_is_validated_once_then_answered_401_from_memory(
     keystone_chain: ServedApp,
 ) -> None:
     token, other = bad_token(), bad_token()
-    before = validations(keystone)
+    before = keystone.token_validations()
     for _ in range(5):
         status, headers, body = fetch(keystone_chain, "/v1/whoami", {"X-Auth-Token": token})
         assert status == 401
         assert headers["www-authenticate"] == f'Keystone uri="{keystone.auth_url}"'
         assert body["unauthorized"]["request_id"] == headers["x-openstack-request-id"]
-    after = validations(keystone)
+    after = keystone.token_validations()
     assert after == before + 1
     # Another bad token is not the remembered one: Keystone validates it.
     assert fetch(keystone_chain, "/v1/whoami", {"X-Auth-Token": other})[0] == 401
-    assert validations(keystone) == after + 1
+    assert keystone.token_validations() == after + 1
 
 
 @pytest.mark.keystone
@@ -780,26 +771,26 @@ def test_a_remembered_token_is_validated_again_after_the_ttl(keystone: KeystoneS
     clock = Clock()
     app = in_process_app(keystone, invalid_token_cache_time=60, clock=clock)
     token = bad_token()
-    before = validations(keystone)
+    before = keystone.token_validations()
     assert get(app, {"X-Auth-Token": token}).status_int == 401
     clock.now += 59.9
     response = get(app, {"X-Auth-Token": token})
     assert response.status_int == 401
     assert response.headers["WWW-Authenticate"] == f'Keystone uri="{keystone.auth_url}"'
-    assert validations(keystone) == before + 1
+    assert keystone.token_validations() == before + 1
     clock.now += 0.1
     assert get(app, {"X-Auth-Token": token}).status_int == 401
-    assert validations(keystone) == before + 2
+    assert keystone.token_validations() == before + 2
 
 
 @pytest.mark.keystone
 def test_with_a_ttl_of_0_every_request_validates(keystone: KeystoneServer) -> None:
     app = in_process_app(keystone, invalid_token_cache_time=0)
     token = bad_token()
-    before = validations(keystone)
+    before = keystone.token_validations()
     for _ in range(3):
         assert get(app, {"X-Auth-Token": token}).status_int == 401
-    assert validations(keystone) == before + 3
+    assert keystone.token_validations() == before + 3
 
 
 @pytest.mark.keystone
@@ -808,12 +799,12 @@ def test_the_oldest_remembered_token_is_forgotten_past_the_size(
 ) -> None:
     app = in_process_app(keystone, invalid_token_cache_size=2)
     first, second, third = bad_token(), bad_token(), bad_token()
-    before = validations(keystone)
+    before = keystone.token_validations()
     for token in (first, second, third, third, second):
         assert get(app, {"X-Auth-Token": token}).status_int == 401
-    assert validations(keystone) == before + 3
+    assert keystone.token_validations() == before + 3
     assert get(app, {"X-Auth-Token": first}).status_int == 401
-    assert validations(keystone) == before + 4
+    assert keystone.token_validations() == before + 4
 
 
 @pytest.mark.keystone
@@ -822,14 +813,14 @@ def test_delay_auth_decision_passes_a_remembered_token_as_invalid(
 ) -> None:
     app = in_process_app(keystone, conf={"delay_auth_decision": "true"})
     token = bad_token()
-    before = validations(keystone)
+    before = keystone.token_validations()
     for _ in range(3):
         response = get(app, {**SPOOFED, "X-Auth-Token": token})
         assert response.status_int == 200
         headers = response.json["headers"]
         assert headers["HTTP_X_IDENTITY_STATUS"] == "Invalid"
         assert not set(headers) & {"HTTP_X_USER_ID", "HTTP_X_ROLES"}
-    assert validations(keystone) == before + 1
+    assert keystone.token_validations() == before + 1
 
 
 @pytest.mark.keystone
@@ -852,6 +843,6 @@ def test_keystone_stopped_is_a_503_and_nothing_is_remembered(keystone: KeystoneS
     assert not delayed.invalid_tokens.expiries
     for app, rejected in ((strict, 401), (delayed, 200)):  # 200: passed on as Invalid
         assert get(app, {"X-Auth-Token": valid}).status_int == 200
-        before = validations(keystone)
+        before = keystone.token_validations()
         assert get(app, {"X-Auth-Token": token}).status_int == rejected
-        assert validations(keystone) == before + 1
+        assert keystone.token_validations() == before + 1
