@@ -8,7 +8,10 @@ log grows long: our filter's full WSGI call and its storage's ``hit`` alone; the
 on the same server; and the bare client's floor (redis-py ``INCR`` + ``EXPIRE`` in one
 pipeline, pymemcache ``incr``, a dict increment). Round trips are the ``sendall``
 calls on client sockets during 200 decisions, divided by 200. Each row is the median of
-the repeats.
+the repeats. "2 clients in turn" is two storage clients taking turns on every key, as
+two API processes behind a round-robin balancer would: on memcached neither saw the
+other's last write, so a decision reads, then writes (2 round trips); on Redis the
+script does both in one. The bare floor is a counter, not an exact limit.
 """
 
 from __future__ import annotations
