@@ -23,6 +23,7 @@ from middleware_kit.authtoken import AuthToken, filter_factory
 from middleware_kit.authtoken._invalid_tokens import InvalidTokens
 from middleware_kit.context import Context
 from middleware_kit.noauth import FORGEABLE_HEADERS, FORGEABLE_KEYS
+from tests.support.identity_echo import PROJECT_TOKEN_KEYS
 from tests.support.identity_echo import app_factory as echo_factory
 from tests.support.keystone import KeystoneServer, free_port
 from tests.support.servers import ServedApp, served, start_memcached
@@ -51,25 +52,6 @@ SPOOFED = {
     "X-Service-Roles": "service",
     "X-Tenant-Id": "spoofed-project",
     "X-Is-Admin-Project": "True",
-}
-# The headers keystonemiddleware sets for a project-scoped token, besides X-Service-Catalog.
-PROJECT_TOKEN_KEYS = {
-    "HTTP_X_IDENTITY_STATUS",
-    "HTTP_X_USER_ID",
-    "HTTP_X_USER_NAME",
-    "HTTP_X_USER_DOMAIN_ID",
-    "HTTP_X_USER_DOMAIN_NAME",
-    "HTTP_X_PROJECT_ID",
-    "HTTP_X_PROJECT_NAME",
-    "HTTP_X_PROJECT_DOMAIN_ID",
-    "HTTP_X_PROJECT_DOMAIN_NAME",
-    "HTTP_X_ROLES",
-    "HTTP_X_IS_ADMIN_PROJECT",
-    "HTTP_X_ROLE",
-    "HTTP_X_USER",
-    "HTTP_X_TENANT_ID",
-    "HTTP_X_TENANT_NAME",
-    "HTTP_X_TENANT",
 }
 # Context fields that say who the caller is (not the token, ids of the request, catalog).
 IDENTITY_FIELDS = (

@@ -15,30 +15,8 @@ from paste.deploy import loadapp
 from middleware_kit._config import ConfigError
 from middleware_kit._wsgi import Environ, StartResponse
 from middleware_kit.noauth import FORGEABLE_HEADERS, FORGEABLE_KEYS, NoAuth, filter_factory
+from tests.support.identity_echo import PROJECT_TOKEN_KEYS
 from tests.support.servers import served
-
-# What keystonemiddleware's auth_token sets for a valid project-scoped token, less the
-# values: the same names must come out of noauth.
-CONTRACT_KEYS = frozenset(
-    {
-        "HTTP_X_IDENTITY_STATUS",
-        "HTTP_X_USER_ID",
-        "HTTP_X_USER_NAME",
-        "HTTP_X_USER_DOMAIN_ID",
-        "HTTP_X_USER_DOMAIN_NAME",
-        "HTTP_X_PROJECT_ID",
-        "HTTP_X_PROJECT_NAME",
-        "HTTP_X_PROJECT_DOMAIN_ID",
-        "HTTP_X_PROJECT_DOMAIN_NAME",
-        "HTTP_X_ROLES",
-        "HTTP_X_IS_ADMIN_PROJECT",
-        "HTTP_X_ROLE",
-        "HTTP_X_USER",
-        "HTTP_X_TENANT_ID",
-        "HTTP_X_TENANT_NAME",
-        "HTTP_X_TENANT",
-    }
-)
 
 
 class Recorder:
@@ -92,7 +70,7 @@ def test_token_sets_the_contract_headers(token: str, user: str, project: str) ->
         "HTTP_X_TENANT_NAME": project,
         "HTTP_X_TENANT": project,
     }
-    assert set(app.identity()) == CONTRACT_KEYS
+    assert set(app.identity()) == PROJECT_TOKEN_KEYS
     assert app.environ is not None and app.environ["HTTP_X_AUTH_TOKEN"] == token
 
 
@@ -135,7 +113,7 @@ def test_every_forgeable_header_is_stripped() -> None:
     forged = {name: "forged" for name in FORGEABLE_HEADERS}
     call(NoAuth(app), {**forged, "X-Auth-Token": "bob:p2"})
     identity = app.identity()
-    assert set(identity) == CONTRACT_KEYS
+    assert set(identity) == PROJECT_TOKEN_KEYS
     assert "forged" not in identity.values()
 
 
@@ -287,7 +265,7 @@ def test_client_identity_headers_never_reach_the_app(forged: dict[str, str], use
     app = Recorder()
     call(NoAuth(app), {**forged, "X-Auth-Token": f"{user}:proj"})
     identity = app.identity()
-    assert set(identity) == CONTRACT_KEYS
+    assert set(identity) == PROJECT_TOKEN_KEYS
     assert identity["HTTP_X_USER_ID"] == user
     assert identity["HTTP_X_PROJECT_ID"] == "proj"
     assert identity["HTTP_X_IDENTITY_STATUS"] == "Confirmed"

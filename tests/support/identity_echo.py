@@ -14,6 +14,28 @@ from typing import Any
 from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
 
 CONTEXT_KEYS = ("openstack.context", "nova.context", "neutron.context")
+# What keystonemiddleware's auth_token sets for a valid project-scoped token (besides
+# X-Service-Catalog), less the values: noauth must set exactly the same names.
+PROJECT_TOKEN_KEYS = frozenset(
+    {
+        "HTTP_X_IDENTITY_STATUS",
+        "HTTP_X_USER_ID",
+        "HTTP_X_USER_NAME",
+        "HTTP_X_USER_DOMAIN_ID",
+        "HTTP_X_USER_DOMAIN_NAME",
+        "HTTP_X_PROJECT_ID",
+        "HTTP_X_PROJECT_NAME",
+        "HTTP_X_PROJECT_DOMAIN_ID",
+        "HTTP_X_PROJECT_DOMAIN_NAME",
+        "HTTP_X_ROLES",
+        "HTTP_X_IS_ADMIN_PROJECT",
+        "HTTP_X_ROLE",
+        "HTTP_X_USER",
+        "HTTP_X_TENANT_ID",
+        "HTTP_X_TENANT_NAME",
+        "HTTP_X_TENANT",
+    }
+)
 
 
 def seen(environ: Environ) -> dict[str, Any]:
