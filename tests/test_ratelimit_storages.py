@@ -118,6 +118,30 @@ def test_same_outcomes_as_the_reference(backend: Backend) -> None:
         assert storage.hit(keys, limits, windows, now) == reference.hit(keys, limits, windows, now)
 
 
+def test_a_request_that_read_the_clock_early_is_counted_at_the_newest_time(
+    backend: Backend,
+) -> None:
+    """Processes read the clock before they reach the storage, so a request can arrive
+    after one that read it later. It is counted at the newer time (the log stays
+    sorted), and a denial never asks for more than one window."""
+    clock = Clock()
+    storage = backend.storage()
+    app = RateLimit(
+        ok_app, limits=parse_rules('(POST, "*", .*, 2, MINUTE)'), storage=storage, clock=clock
+    )
+    clock.now = T0 + 0.5
+    assert post(app).status_int == 200
+    clock.now = T0  # read 500 ms earlier, arrives later
+    assert post(app).status_int == 200
+    denied = post(app)
+    assert denied.status_int == 429
+    assert denied.headers["Retry-After"] == "60"  # not 61: at most one window
+    clock.now = T0 + 60.4  # a minute after T0, not yet after T0 + 0.5: both still count
+    assert post(app).status_int == 429
+    clock.now = T0 + 60.5
+    assert [post(app).status_int for _ in range(3)] == [200, 200, 429]
+
+
 def test_limit_then_429_then_window_passes(backend: Backend) -> None:
     clock = Clock()
     storage = backend.storage()

@@ -156,7 +156,8 @@ class RateLimit:
             plan.rules, plan.views, plan.names, states, strict=True
         ):
             left = rule.value - count if count < rule.value else 0
-            reset_ms = free_at + rule.window_ms - now_ms if count else 0
+            # free_at can be a few ms after now (algorithm.stamp): never more than a window.
+            reset_ms = min(free_at + rule.window_ms - now_ms, rule.window_ms) if count else 0
             reset_s = -(-reset_ms // 1000)
             report.append((rule, left, reset_ms, not left))
             views.append({**view, "remaining": left, "reset": reset_s})

@@ -45,10 +45,20 @@ def decide(
     return admitted, starts
 
 
+def stamp(log: array[int], now_ms: int) -> int:
+    """The time to append for a request at ``now_ms``: never before the log's newest.
+
+    Processes (and threads) read the clock before they reach the log, so a request can
+    arrive after one that read the clock later. Counting it at the newer time keeps the
+    log sorted and only keeps it in the window a few ms longer: never more than N.
+    """
+    return log[-1] if log and log[-1] > now_ms else now_ms
+
+
 def commit(log: array[int], start: int, now_ms: int) -> int:
-    """Append ``now_ms``; drop the expired head when it is at least half the log (so
-    trimming is amortized O(1)). Returns the new window start index."""
-    log.append(now_ms)
+    """Append the request's :func:`stamp`; drop the expired head when it is at least
+    half the log (so trimming is amortized O(1)). Returns the new window start index."""
+    log.append(stamp(log, now_ms))
     if start and start * 2 >= len(log):
         del log[:start]
         return 0

@@ -140,7 +140,7 @@ class MemcachedStorage:
                     (seen,), fresh = self._read([key]), True
                     continue
                 return False, [algorithm.state(log, 0, limit, now_ms)]
-            log.append(now_ms)
+            log.append(algorithm.stamp(log, now_ms))
             value = _encode(log)
             expire = math.ceil(window_ms / 1000) + 1
             raw = key.encode()
@@ -181,7 +181,7 @@ class MemcachedStorage:
             parts = []
             for key in server_keys:
                 log, seen, window_ms = by_key[key]
-                value = _encode(log + array("q", [now_ms]))
+                value = _encode(log + array("q", [algorithm.stamp(log, now_ms)]))
                 expire = math.ceil(window_ms / 1000) + 1
                 if seen is None:
                     parts.append(b"add %s 0 %d %d\r\n" % (key.encode(), expire, len(value)))

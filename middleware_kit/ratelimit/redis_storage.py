@@ -43,7 +43,10 @@ for i, key in ipairs(KEYS) do
   local limit = tonumber(ARGV[2 * i])
   local count = counts[i]
   if admit == 1 then
-    redis.call('LPUSH', key, ARGV[1])
+    -- never before the newest entry: the log stays sorted (algorithm.stamp)
+    local stamp, newest = ARGV[1], redis.call('LINDEX', key, 0)
+    if newest and tonumber(newest) > now then stamp = newest end
+    redis.call('LPUSH', key, stamp)
     redis.call('PEXPIRE', key, ARGV[2 * i + 1])
     count = count + 1
   end
