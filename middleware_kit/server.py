@@ -17,7 +17,9 @@ target (``GET http://host/v1/cats HTTP/1.1``, which eventlet leaves whole in
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import signal
 import socket
@@ -56,7 +58,10 @@ def serve(
     ``on_listen(host, port)`` is called once the socket listens, with the real port.
     """
     import eventlet
+    import eventlet.hubs
+    import eventlet.patcher
     import eventlet.wsgi
+    import greenlet
 
     # No SO_REUSEPORT (eventlet's default on Linux): a second server on a taken port
     # must fail, not quietly share the traffic with the first.
@@ -67,7 +72,18 @@ def serve(
         on_listen(bound_host, bound_port)
     LOG.info("listening on %s:%d (pool of %d)", bound_host, bound_port, pool_size)
 
-    previous = {sig: signal.signal(sig, _raise_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # The signal handler only writes a byte to a pipe (a self-pipe): Python runs it in
+    # whatever green thread is current, the hub's included, where raising would kill the
+    # hub. A green thread reading the pipe stops the server from a proper context.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    write = eventlet.patcher.original("os").write  # the green one would wait on the hub
+
+    def on_signal(signum: int, frame: types.FrameType | None) -> None:
+        with contextlib.suppress(OSError):  # the pipe is full: a stop is on its way
+            write(wake_w, b"x")
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     server = eventlet.spawn(
         eventlet.wsgi.server,
         sock,
@@ -78,16 +94,26 @@ def serve(
         socket_timeout=socket_timeout_s,
         debug=False,  # never send a traceback to a client
     )
+
+    def stop_on_signal() -> None:
+        eventlet.hubs.trampoline(wake_r, read=True)
+        LOG.info("stopping: %d request(s) in flight", pool.running())
+        server.kill()
+
+    watcher = eventlet.spawn(stop_on_signal)
     try:
         server.wait()
-    except SystemExit:
-        LOG.info("stopping: %d request(s) in flight", pool.running())
+    except greenlet.GreenletExit:
+        pass  # killed by stop_on_signal
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        watcher.kill()
         sock.close()
         with eventlet.Timeout(STOP_GRACE_S, False):
             pool.waitall()
+        os.close(wake_r)
+        os.close(wake_w)
         LOG.info("stopped")
 
 
@@ -118,10 +144,6 @@ def guard_request_target(app: WSGIApp) -> WSGIApp:
         return send_fault(environ, start_response, 400, BAD_TARGET_MESSAGE)
 
     return guarded
-
-
-def _raise_exit(signum: int, frame: types.FrameType | None) -> None:
-    raise SystemExit(0)
 
 
 def _family(host: str) -> int:
