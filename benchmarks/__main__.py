@@ -6,7 +6,7 @@ The full run (``make bench``, under ten minutes) runs every part and writes
 PASS/FAIL, each part's table and, for a missed bar, what cProfile shows. ``--quick``
 (``make bench-quick``, under a minute) is the smoke mode: tiny counts, no speed
 asserted, nothing written unless ``--output`` is given. Exit status 1 when a part
-crashed (a filter not written yet is a ``missing`` row, not a crash).
+crashed.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from types import ModuleType
 
 from benchmarks import BENCH_DIR, Row, markdown_table
 
-# (part name, module); a module another engineer has not written yet is skipped.
+# (part name, module), in the order they run and appear in RESULTS.md.
 PARTS = (
     ("inprocess", "benchmarks.inprocess"),
     ("served", "benchmarks.served"),
@@ -62,15 +62,6 @@ class PartResult:
     about: str = ""
     seconds: float = 0.0
     crashed: str = ""
-
-
-def import_part(module_name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            return None
-        raise
 
 
 def run_part(name: str, module: ModuleType, quick: bool) -> PartResult:
@@ -208,11 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, module_name in PARTS:
         if args.only and name not in args.only:
             continue
-        module = import_part(module_name)
-        if module is None:
-            print(f"== {name}: {module_name} not written yet, skipped\n", flush=True)
-            continue
-        results.append(run_part(name, module, args.quick))
+        results.append(run_part(name, importlib.import_module(module_name), args.quick))
     notes = args.notes.read_text() if args.notes else ""
     report = render(results, args.quick, time.monotonic() - started, notes)
     if output is not None:

@@ -3,8 +3,7 @@
 Every pipeline is built by ``paste.deploy.loadapp`` and ends in the same bare app; a
 GET with a few headers and a POST with a 1 KiB JSON body are timed (warm-up, then
 round-robin repeats with the garbage collector off). The overhead of a pipeline is its
-median minus the bare app's median from the same run. A filter whose module is not
-written yet shows as ``missing``.
+median minus the bare app's median from the same run.
 """
 
 from __future__ import annotations
@@ -85,9 +84,7 @@ def load(section: str) -> WSGIApp:
 
 
 def load_problem(exc: BaseException) -> str:
-    """``missing: ...`` for a filter module not written yet, else ``error: ...``."""
-    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").startswith("middleware_kit"):
-        return f"missing: {exc.name} not written yet"
+    """The status of a pipeline that did not load."""
     return f"error: {first_line(exc)}"
 
 

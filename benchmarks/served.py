@@ -166,10 +166,6 @@ def run(quick: bool = False, *, plan: Plan | None = None) -> list[Row]:
 
 
 def _problem(exc: BaseException) -> str:
-    text = str(exc)
-    missing = re.search(r"No module named '(middleware_kit\.\w+)'", text)
-    if missing:
-        return f"missing: {missing.group(1)} not written yet"
     return f"error: {first_line(exc)}"
 
 
