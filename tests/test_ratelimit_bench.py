@@ -28,10 +28,10 @@ def test_quick_run_reports_every_storage_and_round_trips() -> None:
     assert trips["redis", "middleware_kit storage.hit"] == 1.0
     assert trips["redis", "middleware_kit filter (WSGI call)"] == 1.0
     assert trips["redis", "middleware_kit storage.hit, 2 clients in turn"] == 1.0
-    # memcached: 1 when this process wrote the log last, 2 when another one did.
+    # memcached: 1 whoever wrote the log last (an append never loses a race).
     assert trips["memcached", "middleware_kit storage.hit"] == 1.0
     assert trips["memcached", "middleware_kit filter (WSGI call)"] == 1.0
-    assert trips["memcached", "middleware_kit storage.hit, 2 clients in turn"] == 2.0
+    assert trips["memcached", "middleware_kit storage.hit, 2 clients in turn"] == 1.0
     assert trips["memory", "middleware_kit storage.hit"] == 0.0
     assert trips["redis", "bare client floor"] == 1.0
     memory = [row for row in rows if "bytes/key" in row]

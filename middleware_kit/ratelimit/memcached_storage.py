@@ -1,20 +1,22 @@
-"""``memcached://host:port[,host:port...]``: the sliding logs as memcached values.
+"""``memcached://host:port[,host:port...]``: one shared log per counted key.
 
-Memcached runs no scripts, so a decision is optimistic, checked by ``cas``: a log is
-only written if nobody wrote it since it was read. Every write is pipelined with a
-``gets`` of the same logs (one round trip per server), so the reply also says what the
-logs hold now and their new cas tokens; the storage remembers them (up to
-``MAX_REMEMBERED`` logs). Hence, for the logs of one request:
+Memcached runs no scripts and a ``cas`` loses whenever another process wrote first, so
+the decision is not taken on a read-modify-write: a request *appends* an entry to the
+log of its key (user, project or address; all its rules are in that one log) and reads
+the log back, both pipelined in **one round trip** whoever wrote last. Memcached orders
+the appends; every process replays them alike (:mod:`.shared_log`) and so reaches the
+same decision for every entry: exact across processes and hosts, as one sliding log.
 
-- remembered and still current (this process wrote them last): decide, write: **1**
-  round trip;
-- not remembered, or another process wrote since: one ``gets``, decide, write: **2**;
-- denied: decided on a fresh ``gets``: **1**.
+- A process remembers what it replayed (up to ``MAX_REMEMBERED`` logs) and reads only
+  the new entries; when its replay already shows a rule full until a later time, it
+  denies without a round trip (an admitted time never leaves its window early), so a
+  client hammering past its limit adds no entries.
+- Denied and expired entries are dropped by compaction: a ``cas`` against the token
+  the read returned, sent with the next request of this process on that log (same
+  round trip); if other processes keep it from landing and the log grows on, one
+  extra round trip does it at once (:meth:`.Replay.overdue`).
+- ``gats`` (get and touch) keeps a log alive for its longest window after every use.
 
-A write that lost a race re-decides on the fresh logs its own reply carried; if a
-later rule now denies, the logs already written give the time back. No log ever holds
-more than N times of a window. Logs are the hex digits of 64-bit milliseconds (cheap to
-read and write, and no value can contain the ``END`` line a pipelined reply ends with).
 Keys are spread over the servers by rendezvous (highest random weight) hashing, a
 consistent hashing: a server added or lost moves only its own share of keys.
 """
@@ -24,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
+import random
 import re
-from array import array
+import threading
 from collections.abc import Sequence
-from typing import Any, TypeAlias
+from typing import Any
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
@@ -37,8 +41,13 @@ from pymemcache.exceptions import (
     MemcacheUnknownError,
 )
 
-from middleware_kit.ratelimit import algorithm
 from middleware_kit.ratelimit.algorithm import Outcome
+from middleware_kit.ratelimit.shared_log import (
+    Decision,
+    Replay,
+    new_head,
+    rule_token,
+)
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
 # EOFError: eventlet's green recv on a socket closed under a waiting green thread
@@ -47,19 +56,20 @@ ERRORS = (OSError, EOFError, MemcacheError)
 # What a pooled connection to a server that restarted since answers: worth one retry
 # (the command cannot have reached the new server process).
 STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
-MAX_ATTEMPTS = 32  # cas races lost in a row before giving up (as a storage error)
-MAX_REMEMBERED = 16_384  # logs whose last state this process keeps (bounds its memory)
+MAX_ATTEMPTS = 3  # appends that found no log (evicted, flushed) before giving up
+MAX_REMEMBERED = 16_384  # logs whose replay this process keeps (bounds its memory)
+LOG_PREFIX = KEY_PREFIX + "log:"
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
+_SAFE_TAG = re.compile(r"[0-9A-Za-z_-]{1,40}")
 _END = b"END\r\n"
 _STORED = b"STORED"
-_LOST = (b"EXISTS", b"NOT_FOUND", b"NOT_STORED")
-
-# A log as last seen: its times and cas token.
-Seen: TypeAlias = "tuple[array[int], bytes]"
+MAX_NAMES = 1024
+_NAMES: dict[tuple[str, int, int], bytes] = {}  # (rule tag, limit, window) -> entry name
+_NONCES = random.Random(os.urandom(16))  # unique, not secret; reseeded in a forked child
 
 
 class MemcachedStorage:
-    """A pooled pymemcache client per server; each key lives on one server."""
+    """A pooled pymemcache client per server; each log lives on one server."""
 
     def __init__(
         self,
@@ -74,7 +84,12 @@ class MemcachedStorage:
         self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
         self.only = next(iter(self.servers)) if len(self.servers) == 1 else None
-        self.seen: dict[str, Seen] = {}
+        self.logs: dict[str, Replay] = {}
+        # Compactions to send with the next request on a log: key -> (cas token, value).
+        self.compactions: dict[str, tuple[bytes, bytes]] = {}
+        self.waiting: dict[bytes, Decision | None] = {}  # this process's entries in flight
+        self.longest_ms = 1000
+        self.lock = threading.Lock()
 
     def _new_client(self, server: str) -> PooledClient:
         timeout = self.timeout_s
@@ -89,139 +104,84 @@ class MemcachedStorage:
         windows_ms: Sequence[int],
         now_ms: int,
     ) -> Outcome:
-        keys = [_safe(key) for key in keys]
+        key, names = _log_key(keys, limits, windows_ms)
+        with self.lock:
+            replay = self.logs.get(key)
+            denied = replay.denies(names, now_ms) if replay else None
+            self.longest_ms = max(self.longest_ms, *windows_ms)
+        if denied is not None:
+            return denied
+        nonce = b"%012x" % _NONCES.getrandbits(48)
+        entry = b" %x,%s,%s" % (now_ms, nonce, b"+".join(names))
+        self.waiting[nonce] = None
+        known = replay is not None  # the log exists: no add needed, unless it vanished
         try:
-            if len(keys) == 1 and self.only:
-                return self._hit_one(keys[0], limits[0], windows_ms[0], now_ms)
-            return self._hit(keys, limits, windows_ms, now_ms)
+            for attempt in range(MAX_ATTEMPTS):
+                value, token, appended = self._append(key, entry, add=attempt > 0 or not known)
+                if appended and value is not None:
+                    return self._decide(key, (value, token), nonce, names, now_ms)
         except ERRORS as exc:
             raise StorageError(f"memcached: {exc}") from None
+        finally:
+            self.waiting.pop(nonce, None)
+        raise StorageError(f"memcached: {key} vanished under {MAX_ATTEMPTS} appends")
 
-    def _hit(
-        self, keys: list[str], limits: Sequence[int], windows_ms: Sequence[int], now_ms: int
-    ) -> Outcome:
-        remembered = [self.seen.get(key) for key in keys]
-        fresh = None in remembered
-        known = self._read(keys) if fresh else remembered
-        todo, written = list(range(len(keys))), list[int]()
-        for _attempt in range(MAX_ATTEMPTS):
-            logs = [_window(known[i], now_ms - windows_ms[i]) for i in range(len(keys))]
-            if any(len(logs[i]) >= limits[i] for i in todo):
-                if not fresh:  # denied on what we remembered: make sure on what is there
-                    known, fresh = self._read(keys), True
-                    continue
-                for i in written:
-                    logs[i] = self._give_back(keys[i], known[i], windows_ms[i], now_ms)
-                return False, _states(logs, limits, now_ms)
-            writes = [(keys[i], logs[i], known[i], windows_ms[i]) for i in todo]
-            for i, (stored, seen) in zip(todo, self._write(writes, now_ms), strict=True):
-                known[i] = seen
-                if stored:
-                    written.append(i)
-            todo, fresh = [i for i in todo if i not in written], True
-            if not todo:
-                logs = [_window(known[i], now_ms - windows_ms[i]) for i in range(len(keys))]
-                return True, _states(logs, limits, now_ms)
-        for i in written:  # not counted after all: the caller sees a storage error
-            self._give_back(keys[i], known[i], windows_ms[i], now_ms)
-        raise StorageError(f"memcached: {keys} kept changing under {MAX_ATTEMPTS} attempts")
-
-    def _hit_one(self, key: str, limit: int, window_ms: int, now_ms: int) -> Outcome:
-        """``_hit`` for one rule on one server (the common case), with less bookkeeping."""
-        seen = self.seen.get(key)
-        fresh = seen is None
-        if fresh:
-            (seen,) = self._read([key])
-        horizon = now_ms - window_ms
-        for _attempt in range(MAX_ATTEMPTS):
-            log = _window(seen, horizon)
-            if len(log) >= limit:
-                if not fresh:  # denied on what we remembered: make sure on what is there
-                    (seen,), fresh = self._read([key]), True
-                    continue
-                return False, [algorithm.state(log, 0, limit, now_ms)]
-            log.append(algorithm.stamp(log, now_ms))
-            value = _encode(log)
-            expire = math.ceil(window_ms / 1000) + 1
-            raw = key.encode()
-            if seen is None:
-                head = b"add %s 0 %d %d\r\n" % (raw, expire, len(value))
-            else:
-                head = b"cas %s 0 %d %d %s\r\n" % (raw, expire, len(value), seen[1])
-            lines = self._pipelined(self._server(key), b"%s%s\r\ngets %s" % (head, value, raw))
-            if lines[0] != _STORED and lines[0] not in _LOST:
-                raise MemcacheUnknownError(f"unexpected reply {lines[0][:60]!r}")
-            (seen,) = self._remember([key], _values(lines[1:]))
-            fresh = True
-            if lines[0] == _STORED:
-                return True, [algorithm.state(_window(seen, horizon), 0, limit, now_ms)]
-        raise StorageError(f"memcached: {key} kept changing under {MAX_ATTEMPTS} attempts")
-
-    def _read(self, keys: Sequence[str]) -> list[Seen | None]:
-        """The logs of ``keys`` as they are now: one ``gets`` per server."""
-        found: dict[str, Seen] = {}
-        for server, server_keys in self._by_server(keys).items():
-            command = b"gets " + " ".join(server_keys).encode()
-            try:
-                reply = self._on(server, "raw_command", command, _END)
-            except STALE:
-                reply = self._on(server, "raw_command", command, _END)
-            found.update(_values(reply.split(b"\r\n")))
-        return self._remember(keys, found)
-
-    def _write(
-        self, writes: Sequence[tuple[str, array[int], Seen | None, int]], now_ms: int
-    ) -> list[tuple[bool, Seen | None]]:
-        """Append ``now_ms`` to each log (``cas`` against its token, ``add`` when there
-        was none), each server's writes pipelined with a ``gets`` of the same keys."""
-        by_key = {key: (log, seen, window) for key, log, seen, window in writes}
-        stored: dict[str, bool] = {}
-        found: dict[str, Seen] = {}
-        for server, server_keys in self._by_server(list(by_key)).items():
-            parts = []
-            for key in server_keys:
-                log, seen, window_ms = by_key[key]
-                value = _encode(log + array("q", [algorithm.stamp(log, now_ms)]))
-                expire = math.ceil(window_ms / 1000) + 1
-                if seen is None:
-                    parts.append(b"add %s 0 %d %d\r\n" % (key.encode(), expire, len(value)))
-                else:
-                    head = b"cas %s 0 %d %d %s\r\n" % (key.encode(), expire, len(value), seen[1])
-                    parts.append(head)
-                parts.append(value + b"\r\n")
-            parts.append(b"gets " + " ".join(server_keys).encode())
-            lines = self._pipelined(server, b"".join(parts))
-            for key, status in zip(server_keys, lines, strict=False):
-                if status != _STORED and status not in _LOST:
-                    raise MemcacheUnknownError(f"unexpected reply {status[:60]!r}")
-                stored[key] = status == _STORED
-            found.update(_values(lines[len(server_keys) :]))
-        now_seen = self._remember(list(by_key), found)
-        return [(stored[key], now_seen[i]) for i, key in enumerate(by_key)]
-
-    def _give_back(self, key: str, seen: Seen | None, window_ms: int, now_ms: int) -> array[int]:
-        """Remove one ``now_ms`` from a written log (its request was denied after all)."""
-        horizon = now_ms - window_ms
-        for _attempt in range(MAX_ATTEMPTS):
-            log = _window(seen, horizon)
-            if seen is None or now_ms not in log:
-                return log
-            log.remove(now_ms)
-            expire = math.ceil(window_ms / 1000) + 1
-            value = _encode(log)
-            command = b"cas %s 0 %d %d %s\r\n%s\r\ngets %s" % (
-                key.encode(),
-                expire,
-                len(value),
-                seen[1],
-                value,
-                key.encode(),
+    def _append(self, key: str, entry: bytes, *, add: bool) -> tuple[bytes | None, bytes, bool]:
+        """Send [compaction], [``add`` (a log, when there is none)], ``append``, ``gats``;
+        the log as it is now, its cas token, and whether the entry was appended."""
+        raw, expire = key.encode(), math.ceil(self.longest_ms / 1000) + 1
+        parts = []
+        compaction = self.compactions.pop(key, None)
+        if compaction is not None:
+            cas_token, compact = compaction
+            parts.append(
+                b"cas %s 0 %d %d %s\r\n%s\r\n" % (raw, expire, len(compact), cas_token, compact)
             )
-            lines = self._pipelined(self._server(key), command)
-            (seen,) = self._remember([key], _values(lines[1:]))
-            if lines[0] == _STORED:
-                return log
-        raise StorageError(f"memcached: {key} kept changing under {MAX_ATTEMPTS} attempts")
+        if add:
+            head = new_head()
+            parts.append(b"add %s 0 %d %d\r\n%s\r\n" % (raw, expire, len(head), head))
+        parts.append(b"append %s 0 0 %d\r\n%s\r\n" % (raw, len(entry), entry))
+        parts.append(b"gats %d %s" % (expire, raw))
+        lines = self._pipelined(self._server(key), b"".join(parts))
+        statuses = lines[: len(parts) - 1]
+        for status in statuses:
+            if status not in _REPLIES:
+                raise MemcacheUnknownError(f"unexpected reply {status[:60]!r}")
+        value, token = _value(lines[len(statuses) :])
+        return value, token, statuses[-1] == _STORED
+
+    def _decide(
+        self, key: str, read: tuple[bytes, bytes], nonce: bytes, names: list[bytes], now_ms: int
+    ) -> Outcome:
+        value, token = read
+        with self.lock:
+            replay = self.logs.get(key)
+            if replay is None or not replay.continues(value):
+                replay = Replay(value.split(b" ", 1)[0])
+                self._remember(key, replay)
+            replay.feed(value, self.waiting)
+            self.longest_ms = max(self.longest_ms, replay.longest_ms)
+            decision = self.waiting.get(nonce)
+            if decision is None:  # compacted away by another process: it was denied
+                decision = False, replay.states(names, now_ms)
+            if replay.wasteful():
+                self.compactions[key] = token, replay.compacted()
+                urgent = replay.overdue()
+            else:
+                urgent = False
+        if urgent:  # others keep appending: compact now, at the cost of a round trip
+            self._compact_now(key)
+        return decision
+
+    def _compact_now(self, key: str) -> None:
+        compaction = self.compactions.pop(key, None)
+        if compaction is None:
+            return
+        token, value = compaction
+        raw, expire = key.encode(), math.ceil(self.longest_ms / 1000) + 1
+        command = b"cas %s 0 %d %d %s\r\n%s" % (raw, expire, len(value), token, value)
+        with contextlib.suppress(*ERRORS):  # only tidying: the next request tries again
+            self._on(self._server(key), "raw_command", command, b"\r\n")
 
     def _pipelined(self, server: str, command: bytes) -> list[bytes]:
         try:
@@ -230,24 +190,14 @@ class MemcachedStorage:
             reply = self._on(server, "raw_command", command, _END)
         return reply.split(b"\r\n")  # type: ignore[no-any-return]
 
-    def _remember(self, keys: Sequence[str], found: dict[str, Seen]) -> list[Seen | None]:
-        seen = self.seen
-        for key in keys:
-            if key in found:
-                seen[key] = found[key]
-                if len(seen) > self.remember:
-                    # Another thread changing the dict mid-step only delays eviction.
-                    with contextlib.suppress(RuntimeError, StopIteration):
-                        seen.pop(next(iter(seen)), None)
-            else:
-                seen.pop(key, None)
-        return [found.get(key) for key in keys]
-
-    def _by_server(self, keys: Sequence[str]) -> dict[str, list[str]]:
-        by_server: dict[str, list[str]] = {}
-        for key in keys:
-            by_server.setdefault(self._server(key), []).append(key)
-        return by_server
+    def _remember(self, key: str, replay: Replay) -> None:
+        logs = self.logs
+        logs.pop(key, None)
+        logs[key] = replay
+        if len(logs) > self.remember:
+            forgotten = next(iter(logs))
+            del logs[forgotten]
+            self.compactions.pop(forgotten, None)
 
     def _server(self, key: str) -> str:
         return self.only or self.ring.get_node(key)
@@ -277,46 +227,44 @@ class MemcachedStorage:
             client.close()
 
 
-def _values(lines: Sequence[bytes]) -> dict[str, Seen]:
-    """``VALUE key flags bytes cas`` and data lines (what precedes ``END``)."""
-    found: dict[str, Seen] = {}
-    i = 0
-    while i < len(lines) and lines[i]:
-        head = lines[i].split()
-        if head[0] != b"VALUE" or len(head) != 5 or i + 1 >= len(lines):
-            raise MemcacheUnknownError(f"unexpected reply {lines[i][:60]!r}")
-        found[head[1].decode()] = (_decode(lines[i + 1]), head[4])
-        i += 2
-    return found
+_REPLIES = (b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND")
 
 
-def _window(seen: Seen | None, horizon: int) -> array[int]:
-    """A copy of the times newer than ``horizon``."""
-    if seen is None:
-        return algorithm.new_log()
-    log = seen[0]
-    return log[algorithm.window_start(log, horizon) :]
+def _value(lines: Sequence[bytes]) -> tuple[bytes | None, bytes]:
+    """A ``gats`` reply (what preceded ``END``): the value and its cas token."""
+    if not lines or not lines[0]:
+        return None, b""
+    head = lines[0].split()
+    if head[0] != b"VALUE" or len(head) != 5 or len(lines) < 2:
+        raise MemcacheUnknownError(f"unexpected reply {lines[0][:60]!r}")
+    return lines[1], head[4]
 
 
-def _states(
-    logs: Sequence[array[int]], limits: Sequence[int], now_ms: int
-) -> list[tuple[int, int]]:
-    return [
-        algorithm.state(log, 0, limit, now_ms) for log, limit in zip(logs, limits, strict=True)
-    ]
-
-
-def _encode(log: array[int]) -> bytes:
-    return log.tobytes().hex().encode()
-
-
-def _decode(data: bytes) -> array[int]:
-    log = algorithm.new_log()
-    try:
-        log.frombytes(bytes.fromhex(data.decode()))
-    except ValueError:
-        return algorithm.new_log()  # not ours (or an older format): start afresh
-    return log
+def _log_key(
+    keys: Sequence[str], limits: Sequence[int], windows_ms: Sequence[int]
+) -> tuple[str, list[bytes]]:
+    """The log of a request's counter keys (``mkrl:<rule id>:<key>``, one ``<key>`` for
+    all) and the names its entry gives its rules."""
+    counted = None
+    names = []
+    for key, limit, window_ms in zip(keys, limits, windows_ms, strict=True):
+        tag, _, rest = key.removeprefix(KEY_PREFIX).partition(":")
+        if counted is None:
+            counted = rest or key
+        elif counted != (rest or key):
+            raise ValueError(f"memcached: one request counts under one key, not {keys}")
+        name = _NAMES.get((tag, limit, window_ms))
+        if name is None:
+            if len(_NAMES) > MAX_NAMES:  # tags other than rule ids (direct callers)
+                _NAMES.clear()
+            safe = (
+                tag
+                if _SAFE_TAG.fullmatch(tag)
+                else hashlib.blake2b(tag.encode(), digest_size=6).hexdigest()
+            )
+            name = _NAMES[tag, limit, window_ms] = rule_token(safe, limit, window_ms)
+        names.append(name)
+    return _safe(LOG_PREFIX + (counted or "")), names
 
 
 def _safe(key: str) -> str:
@@ -324,3 +272,6 @@ def _safe(key: str) -> str:
     if _SAFE_KEY.fullmatch(key):
         return key
     return KEY_PREFIX + hashlib.blake2b(key.encode(), digest_size=20).hexdigest()
+
+
+os.register_at_fork(after_in_child=lambda: _NONCES.seed(os.urandom(16)))

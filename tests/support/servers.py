@@ -209,10 +209,11 @@ def start_redis() -> tuple[BackgroundServer, str]:
     return server, f"redis://{LOOPBACK}:{port}/0"
 
 
-def start_memcached() -> tuple[BackgroundServer, str]:
+def start_memcached(threads: int = 4) -> tuple[BackgroundServer, str]:
+    """memcached on a free loopback port; ``threads`` worker threads (its default 4)."""
     binary = require_binary("memcached")
     port = free_port()
-    argv = [binary, "-l", LOOPBACK, "-p", str(port), "-U", "0", "-m", "64"]
+    argv = [binary, "-l", LOOPBACK, "-p", str(port), "-U", "0", "-m", "64", "-t", str(threads)]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
     server = BackgroundServer(argv, port)
