@@ -29,9 +29,9 @@ import math
 import os
 import random
 import re
+import socket
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
 
 from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
@@ -61,7 +61,7 @@ MAX_REMEMBERED = 16_384  # logs whose replay this process keeps (bounds its memo
 LOG_PREFIX = KEY_PREFIX + "log:"
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
 _SAFE_TAG = re.compile(r"[0-9A-Za-z_-]{1,40}")
-_END = b"END\r\n"
+RECV_BYTES = 64 * 1024
 _STORED = b"STORED"
 MAX_NAMES = 1024
 _NAMES: dict[tuple[str, int, int], bytes] = {}  # (rule tag, limit, window) -> entry name
@@ -141,13 +141,13 @@ class MemcachedStorage:
             head = new_head()
             parts.append(b"add %s 0 %d %d\r\n%s\r\n" % (raw, expire, len(head), head))
         parts.append(b"append %s 0 0 %d\r\n%s\r\n" % (raw, len(entry), entry))
-        parts.append(b"gats %d %s" % (expire, raw))
-        lines = self._pipelined(self._server(key), b"".join(parts))
-        statuses = lines[: len(parts) - 1]
+        parts.append(b"gats %d %s\r\n" % (expire, raw))
+        statuses, value, token = self._pipelined(
+            self._server(key), b"".join(parts), len(parts) - 1
+        )
         for status in statuses:
             if status not in _REPLIES:
                 raise MemcacheUnknownError(f"unexpected reply {status[:60]!r}")
-        value, token = _value(lines[len(statuses) :])
         return value, token, statuses[-1] == _STORED
 
     def _decide(
@@ -179,16 +179,28 @@ class MemcachedStorage:
             return
         token, value = compaction
         raw, expire = key.encode(), math.ceil(self.longest_ms / 1000) + 1
-        command = b"cas %s 0 %d %d %s\r\n%s" % (raw, expire, len(value), token, value)
+        command = b"cas %s 0 %d %d %s\r\n%s\r\n" % (raw, expire, len(value), token, value)
         with contextlib.suppress(*ERRORS):  # only tidying: the next request tries again
-            self._on(self._server(key), "raw_command", command, b"\r\n")
+            self._pipelined(self._server(key), command, 1, read=False)
 
-    def _pipelined(self, server: str, command: bytes) -> list[bytes]:
-        try:
-            reply = self._on(server, "raw_command", command, _END)
-        except STALE:
-            reply = self._on(server, "raw_command", command, _END)
-        return reply.split(b"\r\n")  # type: ignore[no-any-return]
+    def _pipelined(
+        self, server: str, command: bytes, statuses: int, *, read: bool = True
+    ) -> tuple[list[bytes], bytes | None, bytes]:
+        """Send ``command`` (ending in ``gats`` when ``read``) on a pooled connection;
+        its ``statuses`` reply lines, then the value read and its cas token."""
+        for attempt in range(2):
+            try:
+                with (
+                    self._failing_over(server) as client,
+                    client.client_pool.get_and_release(destroy_on_fail=True) as connection,
+                ):
+                    if connection.sock is None:
+                        connection._connect()
+                    return _exchange(connection.sock, command, statuses, read)
+            except STALE:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
 
     def _remember(self, key: str, replay: Replay) -> None:
         logs = self.logs
@@ -202,13 +214,14 @@ class MemcachedStorage:
     def _server(self, key: str) -> str:
         return self.only or self.ring.get_node(key)
 
-    def _on(self, server: str, method: str, *args: object) -> Any:
-        """``method`` on the client of ``server``. A connection that failed (not timed
-        out) drops that server's pool: its idle sockets are as dead as this one, and a
-        restarted server gets fresh connections."""
+    @contextlib.contextmanager
+    def _failing_over(self, server: str) -> Iterator[PooledClient]:
+        """The client of ``server``. A connection that failed (not timed out) drops
+        that server's pool: its idle sockets are as dead as this one, and a restarted
+        server gets fresh connections."""
         client = self.clients[server]
         try:
-            return getattr(client, method)(*args)
+            yield client
         except ERRORS as exc:
             if not isinstance(exc, TimeoutError) and self.clients[server] is client:
                 self.clients[server] = self._new_client(server)
@@ -218,7 +231,8 @@ class MemcachedStorage:
     def ping(self) -> None:
         try:
             for server in self.servers:
-                self._on(server, "version")
+                with self._failing_over(server) as client:
+                    client.version()
         except ERRORS as exc:
             raise StorageError(f"memcached: {exc}") from None
 
@@ -230,14 +244,53 @@ class MemcachedStorage:
 _REPLIES = (b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND")
 
 
-def _value(lines: Sequence[bytes]) -> tuple[bytes | None, bytes]:
-    """A ``gats`` reply (what preceded ``END``): the value and its cas token."""
-    if not lines or not lines[0]:
-        return None, b""
-    head = lines[0].split()
-    if head[0] != b"VALUE" or len(head) != 5 or len(lines) < 2:
-        raise MemcacheUnknownError(f"unexpected reply {lines[0][:60]!r}")
-    return lines[1], head[4]
+def _exchange(
+    sock: socket.socket, command: bytes, statuses: int, read: bool
+) -> tuple[list[bytes], bytes | None, bytes]:
+    """Send ``command``; read ``statuses`` reply lines, then (``read``) a ``gats`` reply
+    by its announced length: the value (None for a miss) and its cas token. (pymemcache's
+    ``raw_command`` drops what came before the last chunk of a reply over 4 KiB.)"""
+    sock.sendall(command)
+    reply = _Reply(sock)
+    lines = [reply.line() for _ in range(statuses)]
+    if not read:
+        return lines, None, b""
+    head = reply.line()
+    if head == b"END":
+        return lines, None, b""
+    fields = head.split()
+    if len(fields) != 5 or fields[0] != b"VALUE" or not fields[3].isdigit():
+        raise MemcacheUnknownError(f"unexpected reply {head[:60]!r}")
+    value = reply.exactly(int(fields[3]) + 2)[:-2]
+    if reply.line() != b"END":
+        raise MemcacheUnknownError("a gats reply without its END")
+    return lines, value, fields[4]
+
+
+class _Reply:
+    """The bytes of one reply, as the socket delivers them."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def line(self) -> bytes:
+        while (end := self.buffer.find(b"\r\n")) < 0:
+            self._more()
+        line, self.buffer = self.buffer[:end], self.buffer[end + 2 :]
+        return line
+
+    def exactly(self, size: int) -> bytes:
+        while len(self.buffer) < size:
+            self._more()
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(RECV_BYTES)
+        if not chunk:
+            raise MemcacheUnexpectedCloseError()
+        self.buffer += chunk
 
 
 def _log_key(
