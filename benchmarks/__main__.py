@@ -49,6 +49,7 @@ PACKAGES = (
     "pymemcache",
 )
 DEFAULT_OUTPUT = BENCH_DIR / "RESULTS.md"
+DEFAULT_NOTES = BENCH_DIR / "NOTES.md"  # what the numbers do not say by themselves
 PROFILE_CALLS = 20_000
 
 
@@ -182,7 +183,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--only", action="append", choices=[name for name, _ in PARTS], help="run only PART"
     )
     parser.add_argument("--output", type=Path, help="report file (full run: RESULTS.md)")
-    parser.add_argument("--notes", type=Path, help="Markdown file included after Commands")
+    parser.add_argument(
+        "--notes", type=Path, help="Markdown file included after Commands (full run: NOTES.md)"
+    )
     parser.add_argument(
         "--profile", metavar="PIPELINE", help="only print cProfile of one in-process pipeline"
     )
@@ -200,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.only and name not in args.only:
             continue
         results.append(run_part(name, importlib.import_module(module_name), args.quick))
-    notes = args.notes.read_text() if args.notes else ""
+    notes_file = args.notes or (None if args.quick else DEFAULT_NOTES)
+    notes = notes_file.read_text() if notes_file and notes_file.exists() else ""
     report = render(results, args.quick, time.monotonic() - started, notes)
     if output is not None:
         output.write_text(report)

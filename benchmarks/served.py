@@ -25,6 +25,11 @@ from tests.support.servers import ServedApp
 TITLE = "Served throughput (eventlet server in a subprocess, loopback)"
 
 PIPELINES = ("bare", "oslo_three", "ours_four", "ours_full_noauth")
+# Full runs only: what each filter alone costs served (context needs an identity).
+PER_FILTER = (
+    *("ours_request_id", "ours_catch_errors", "ours_faultwrap", "ours_sizelimit"),
+    *("ours_ip_blacklist", "ours_noauth", "ours_noauth_context", "ours_ratelimit"),
+)
 PATH = "/v1/cats"
 HEADERS = {"X-Auth-Token": BENCH_TOKEN, "Accept": "application/json"}
 CONNECTIONS = 32
@@ -134,6 +139,8 @@ def start(section: str) -> ServedApp:
 
 
 def run(quick: bool = False, *, plan: Plan | None = None) -> list[Row]:
+    """Every pipeline; the filters one by one too in a full run (no ``plan`` given)."""
+    sections = PIPELINES if quick or plan else (*PIPELINES, *PER_FILTER)
     plan = plan or (QUICK_PLAN if quick else FULL_PLAN)
     servers: dict[str, ServedApp] = {}
     problems: dict[str, str] = {}
@@ -143,7 +150,7 @@ def run(quick: bool = False, *, plan: Plan | None = None) -> list[Row]:
     try:
         if saved_affinity is not None and not wrk_path():
             os.sched_setaffinity(0, {CLIENT_CPU})
-        for section in PIPELINES:
+        for section in sections:
             try:
                 servers[section] = start(section)
                 statuses[section] = servers[section].request(PATH, headers=HEADERS)[0]
@@ -174,8 +181,11 @@ def _rows(
 ) -> list[Row]:
     best = {s: max(runs, key=lambda load: load.per_second) for s, runs in loads.items() if runs}
     bare = best.get("bare")
+    bare_cpu = _cpu_per_request(bare) if bare else None
     rows: list[Row] = []
-    for section in PIPELINES:
+    for section in (*PIPELINES, *PER_FILTER):
+        if section not in best and section in PER_FILTER:
+            continue  # a quick run
         if section not in best:
             rows.append({"pipeline": section, "status": problems.get(section, "not run")})
             continue
@@ -185,9 +195,8 @@ def _rows(
                 "pipeline": section,
                 "req/s": load.per_second,
                 "ratio to bare": ratio(load.per_second, bare.per_second if bare else None),
-                "server CPU µs/request": load.cpu_s / load.requests * 1e6
-                if load.requests
-                else None,
+                "server CPU µs/request": _cpu_per_request(load),
+                "over bare µs": _minus(_cpu_per_request(load), bare_cpu),
                 "requests": load.requests,
                 "non-2xx": load.non_2xx,
                 "runs": len(loads[section]),
@@ -195,6 +204,14 @@ def _rows(
             }
         )
     return rows
+
+
+def _cpu_per_request(load: Load) -> float | None:
+    return load.cpu_s / load.requests * 1e6 if load.requests else None
+
+
+def _minus(value: float | None, base: float | None) -> float | None:
+    return value - base if value is not None and base is not None else None
 
 
 def bars(rows: Sequence[Row]) -> list[Row]:

@@ -11,6 +11,7 @@ from benchmarks import (
     Counts,
     bench_authtoken,
     bench_ip_blacklist,
+    cold_cache,
     inprocess,
     markdown_table,
     ratio,
@@ -127,3 +128,10 @@ def test_profile_command_prints_where_the_time_goes(capsys: pytest.CaptureFixtur
     assert status == 0
     assert "Profiled own time per request" in out
     assert "ncalls" in out
+
+
+def test_cold_cache_runs_the_chain_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cold_cache.main(calls=300, repeats=1) == 0
+    out = capsys.readouterr().out
+    assert "with warm caches" in out and "parsed between calls" in out
+    assert cold_cache.overhead_ns(True, 300, 1) > 0  # the chain does cost something
