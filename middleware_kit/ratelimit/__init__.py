@@ -17,11 +17,11 @@
   request leaves the window; with ``r=0`` the wait before a retry), and
   ``environ['middleware_kit.ratelimit']`` lists the matched rules' state (``verb, uri,
   regex, value, unit, remaining, reset``) for the app (the demo's ``/whoami`` shows it).
-- The storage is consulted once per matched request (one round trip on Redis for all
-  rules; on memcached one when this process wrote the logs last, else two). When it
-  fails or exceeds ``storage_timeout``, ``fail_open`` lets the request through (logging
-  a warning at most once a minute) or answers 503; a storage that comes back is used
-  again.
+- The storage is consulted once per matched request: one round trip on Redis and on
+  memcached for all rules (none on memcached when this process already knows a rule
+  is full). When it fails or exceeds ``storage_timeout``, ``fail_open`` lets the
+  request through (logging a warning at most once a minute) or answers 503; a storage
+  that comes back is used again.
 
 ::
 
@@ -64,7 +64,7 @@ from middleware_kit import fault
 from middleware_kit._config import ConfigError, boolean, choice, number, parse_options, shown
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
 from middleware_kit.ratelimit import rules as _rules
-from middleware_kit.ratelimit.rules import DEFAULT_RULES, Rule, parse_rules, plans
+from middleware_kit.ratelimit.rules import DEFAULT_RULES, Plan, Rule, parse_rules, plans
 from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url
 
 LOG = logging.getLogger(__name__)
@@ -145,30 +145,30 @@ class RateLimit:
             key = "ip:" + (environ.get(CLIENT_ADDR_KEY) or environ.get("REMOTE_ADDR") or "-")
         now = self.clock()
         now_ms = int(now * 1000)
+        prefixes = plan.prefixes
+        keys = [prefixes[0] + key] if len(prefixes) == 1 else [p + key for p in prefixes]
         try:
-            admitted, states = self.storage.hit(
-                [prefix + key for prefix in plan.prefixes], plan.limits, plan.windows_ms, now_ms
-            )
+            admitted, states = self.storage.hit(keys, plan.limits, plan.windows_ms, now_ms)
         except StorageError as exc:
             return self._unavailable(environ, start_response, exc, now)
-        report, views, parts = [], [], []
-        for rule, view, name, (count, free_at) in zip(
-            plan.rules, plan.views, plan.names, states, strict=True
+        views, report = [], []
+        for (value, window_ms, view, name), (count, free_at) in zip(
+            plan.records, states, strict=True
         ):
-            left = rule.value - count if count < rule.value else 0
+            left = value - count if count < value else 0
             # free_at can be a few ms after now (algorithm.stamp): never more than a window.
-            reset_ms = min(free_at + rule.window_ms - now_ms, rule.window_ms) if count else 0
+            reset_ms = min(free_at + window_ms - now_ms, window_ms) if count else 0
             reset_s = -(-reset_ms // 1000)
-            report.append((rule, left, reset_ms, not left))
-            views.append({**view, "remaining": left, "reset": reset_s})
-            parts.append(f"{name};r={left};t={reset_s}")
+            views.append(dict(view, remaining=left, reset=reset_s))
+            report.append((left, reset_ms, f"{name};r={left};t={reset_s}"))
         environ[ENVIRON_KEY] = views
         if self.headers == "draft":
-            headers = [("RateLimit-Policy", plan.policy), ("RateLimit", ", ".join(parts))]
+            state = report[0][2] if len(report) == 1 else ", ".join(item[2] for item in report)
+            headers = [("RateLimit-Policy", plan.policy), ("RateLimit", state)]
         else:
-            headers = self._legacy(report, now) if self.headers == "legacy" else []
+            headers = self._legacy(plan, report, now) if self.headers == "legacy" else []
         if not admitted:
-            return self._deny(environ, start_response, report, headers)
+            return self._deny(environ, start_response, plan, report, headers)
         if not headers:
             return self.app(environ, start_response)
 
@@ -180,11 +180,13 @@ class RateLimit:
         return self.app(environ, start)
 
     def _legacy(
-        self, report: Sequence[tuple[Rule, int, int, bool]], now: float
+        self, plan: Plan, report: Sequence[tuple[int, int, str]], now: float
     ) -> list[tuple[str, str]]:
-        rule, left, ms, _ = min(report, key=lambda item: (item[1], -item[2]))
+        """The legacy headers of the rule with the fewest requests left."""
+        i = min(range(len(report)), key=lambda i: (report[i][0], -report[i][1]))
+        left, ms, _state = report[i]
         return [
-            ("X-RateLimit-Limit", str(rule.value)),
+            ("X-RateLimit-Limit", str(plan.rules[i].value)),
             ("X-RateLimit-Remaining", str(left)),
             ("X-RateLimit-Reset", str(math.ceil(now + ms / 1000))),
         ]
@@ -193,12 +195,15 @@ class RateLimit:
         self,
         environ: Environ,
         start_response: StartResponse,
-        report: Sequence[tuple[Rule, int, int, bool]],
+        plan: Plan,
+        report: Sequence[tuple[int, int, str]],
         headers: list[tuple[str, str]],
     ) -> list[bytes]:
-        denying = [item for item in report if item[3]] or list(report)
-        rule, _left, wait_ms, _full = max(denying, key=_wait)
-        retry = str(max(1, _seconds(wait_ms)))
+        """429 for the rule (of those with none left) whose wait is the longest."""
+        full = [i for i, (left, _ms, _state) in enumerate(report) if not left]
+        i = max(full or range(len(report)), key=lambda i: report[i][1])
+        rule = plan.rules[i]
+        retry = str(max(1, _seconds(report[i][1])))
         # DEBUG: a client hammering past its limit must not flood the logs.
         LOG.debug("rate-limited %s: %s", environ.get("REQUEST_METHOD"), rule.details)
         return fault.send_fault(
@@ -255,10 +260,6 @@ class _Throttle:
 
 def _seconds(ms: int) -> int:
     return max(0, -(-ms // 1000))
-
-
-def _wait(item: tuple[Rule, int, int, bool]) -> int:
-    return item[2]
 
 
 filter_factory = RateLimit.factory

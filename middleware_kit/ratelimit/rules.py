@@ -149,6 +149,7 @@ class Plan:
         "names",
         "policy",
         "prefixes",
+        "records",
         "rules",
         "views",
         "windows_ms",
@@ -168,6 +169,10 @@ class Plan:
             {"verb": r.verb, "uri": r.uri, "regex": r.regex, "value": r.value, "unit": r.unit}
             for r in rules
         ]
+        # Per rule, what the hot path reads for its state: (value, window, view, name).
+        self.records = tuple(
+            zip(self.limits, self.windows_ms, self.views, self.names, strict=True)
+        )
         self.policy = ", ".join(
             f"{name};q={rule.value};w={rule.window_s}"
             for name, rule in zip(self.names, rules, strict=True)
