@@ -166,7 +166,7 @@ def test_unreachable_storage_at_load_logs_a_warning(caplog: pytest.LogCaptureFix
         with caplog.at_level(logging.WARNING, logger="middleware_kit.ratelimit"):
             factory = filter_factory({}, storage_url=url)
         assert callable(factory(Recorder()))
-        assert f"storage {url} is not reachable now" in caplog.text
+        assert f"storage {url} is not usable now" in caplog.text
         caplog.clear()
 
 

@@ -20,7 +20,7 @@ from pymemcache.client.base import Client
 
 from benchmarks.bench_ratelimit import counted_sends
 from middleware_kit._wsgi import Environ, StartResponse
-from middleware_kit.ratelimit import RateLimit, filter_factory
+from middleware_kit.ratelimit import RateLimit, filter_factory, memcached_storage
 from middleware_kit.ratelimit.memcached_storage import MemcachedStorage
 from middleware_kit.ratelimit.memory import MemoryStorage
 from middleware_kit.ratelimit.rules import parse_rules
@@ -493,7 +493,7 @@ def test_a_storage_that_never_answers_is_bounded_by_the_timeout(
             assert [post(app).status_int for _ in range(2)] == [status, status]
         finally:
             app.storage.close()  # type: ignore[attr-defined]
-    assert "is not reachable now" in caplog.text  # the load-time ping timed out too
+    assert "is not usable now" in caplog.text  # the load-time ping timed out too
     assert "storage unavailable" in caplog.text
 
 
@@ -713,3 +713,23 @@ def test_memcached_a_log_longer_than_a_read_chunk(
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("version", "older"),
+    [(b"1.4.25", True), (b"1.5.2", True), (b"1.5.3", False), (b"1.6.18", False), (b"x", False)],
+)
+def test_memcached_too_old_for_gats(version: bytes, older: bool) -> None:
+    assert memcached_storage._older(version, memcached_storage.MIN_VERSION) is older
+
+
+@pytest.mark.memcached
+def test_memcached_ping_reaches_a_recent_server(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    _server, url = memcached_server
+    storage = from_url(url, 1.0)
+    try:
+        storage.ping()  # 1.6 here: no StorageError
+    finally:
+        storage.close()

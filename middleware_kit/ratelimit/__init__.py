@@ -239,7 +239,7 @@ class RateLimit:
             storage.ping()
         except StorageError as exc:
             LOG.warning(
-                "ratelimit: storage %s is not reachable now (%s)", shown("storage_url", url), exc
+                "ratelimit: storage %s is not usable now (%s)", shown("storage_url", url), exc
             )
         return lambda app: cls(app, user_limits=user_limits, storage=storage, **options)
 

@@ -62,6 +62,7 @@ LOG_PREFIX = KEY_PREFIX + "log:"
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
 _SAFE_TAG = re.compile(r"[0-9A-Za-z_-]{1,40}")
 RECV_BYTES = 64 * 1024
+MIN_VERSION = (1, 5, 3)  # gats (get and touch)
 _STORED = b"STORED"
 MAX_NAMES = 1024
 _NAMES: dict[tuple[str, int, int], bytes] = {}  # (rule tag, limit, window) -> entry name
@@ -229,10 +230,16 @@ class MemcachedStorage:
             raise
 
     def ping(self) -> None:
+        """Reach every server; one older than ``gats`` (1.5.3) is an error too."""
         try:
             for server in self.servers:
                 with self._failing_over(server) as client:
-                    client.version()
+                    version = client.version()
+                if _older(version, MIN_VERSION):
+                    raise StorageError(
+                        f"memcached {server} is {version.decode(errors='replace')}: ratelimit"
+                        f" needs {'.'.join(map(str, MIN_VERSION))} or later (gats)"
+                    )
         except ERRORS as exc:
             raise StorageError(f"memcached: {exc}") from None
 
@@ -318,6 +325,14 @@ def _log_key(
             name = _NAMES[tag, limit, window_ms] = rule_token(safe, limit, window_ms)
         names.append(name)
     return _safe(LOG_PREFIX + (counted or "")), names
+
+
+def _older(version: bytes, minimum: tuple[int, ...]) -> bool:
+    """Whether a ``version`` reply (``1.6.18``) names a release before ``minimum``."""
+    numbers = re.match(rb"(\d+)\.(\d+)\.(\d+)", version)
+    if numbers is None:
+        return False  # a fork or a proxy that words it otherwise: let it try
+    return tuple(int(n) for n in numbers.groups()) < minimum
 
 
 def _safe(key: str) -> str:
