@@ -55,16 +55,16 @@ Options:
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from middleware_kit import fault
 from middleware_kit._config import ConfigError, boolean, choice, number, parse_options, shown
 from middleware_kit._wsgi import Environ, ExcInfo, FilterFactory, StartResponse, WSGIApp
+from middleware_kit.ratelimit import answers
 from middleware_kit.ratelimit import rules as _rules
-from middleware_kit.ratelimit.rules import DEFAULT_RULES, Plan, Rule, parse_rules, plans
+from middleware_kit.ratelimit.rules import DEFAULT_RULES, Rule, parse_rules, plans
 from middleware_kit.ratelimit.storage import Storage, StorageError, check_url, from_url
 
 LOG = logging.getLogger(__name__)
@@ -79,7 +79,6 @@ KEY_HEADERS = {
     "project": ("HTTP_X_PROJECT_ID", "p:"),
     "ip": ("", ""),
 }
-DENIED = "This request was rate-limited."
 UNAVAILABLE = "The rate limiter's storage is unavailable; try again later."
 WARN_EVERY_S = 60.0
 OPTIONS = {
@@ -122,7 +121,7 @@ class RateLimit:
         self.fail_open = fail_open
         self.clock = clock
         self.storage = storage or from_url(check_url(storage_url), storage_timeout)
-        self._warned = _Throttle(WARN_EVERY_S)
+        self._warned = answers.Throttle(WARN_EVERY_S)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         by_verb = self.by_verb
@@ -166,9 +165,9 @@ class RateLimit:
             state = report[0][2] if len(report) == 1 else ", ".join(item[2] for item in report)
             headers = [("RateLimit-Policy", plan.policy), ("RateLimit", state)]
         else:
-            headers = self._legacy(plan, report, now) if self.headers == "legacy" else []
+            headers = answers.legacy_headers(plan, report, now) if self.headers == "legacy" else []
         if not admitted:
-            return self._deny(environ, start_response, plan, report, headers)
+            return answers.deny(environ, start_response, plan, report, headers)
         if not headers:
             return self.app(environ, start_response)
 
@@ -178,42 +177,6 @@ class RateLimit:
             return start_response(status, [*response_headers, *headers], exc_info)
 
         return self.app(environ, start)
-
-    def _legacy(
-        self, plan: Plan, report: Sequence[tuple[int, int, str]], now: float
-    ) -> list[tuple[str, str]]:
-        """The legacy headers of the rule with the fewest requests left."""
-        i = min(range(len(report)), key=lambda i: (report[i][0], -report[i][1]))
-        left, ms, _state = report[i]
-        return [
-            ("X-RateLimit-Limit", str(plan.rules[i].value)),
-            ("X-RateLimit-Remaining", str(left)),
-            ("X-RateLimit-Reset", str(math.ceil(now + ms / 1000))),
-        ]
-
-    def _deny(
-        self,
-        environ: Environ,
-        start_response: StartResponse,
-        plan: Plan,
-        report: Sequence[tuple[int, int, str]],
-        headers: list[tuple[str, str]],
-    ) -> list[bytes]:
-        """429 for the rule (of those with none left) whose wait is the longest."""
-        full = [i for i, (left, _ms, _state) in enumerate(report) if not left]
-        i = max(full or range(len(report)), key=lambda i: report[i][1])
-        rule = plan.rules[i]
-        retry = str(max(1, _seconds(report[i][1])))
-        # DEBUG: a client hammering past its limit must not flood the logs.
-        LOG.debug("rate-limited %s: %s", environ.get("REQUEST_METHOD"), rule.details)
-        return fault.send_fault(
-            environ,
-            start_response,
-            429,
-            DENIED,
-            headers=[("Retry-After", retry), *headers],
-            extra={"details": rule.details, "retryAfter": retry},
-        )
 
     def _unavailable(
         self, environ: Environ, start_response: StartResponse, exc: StorageError, now: float
@@ -242,24 +205,6 @@ class RateLimit:
                 "ratelimit: storage %s is not usable now (%s)", shown("storage_url", url), exc
             )
         return lambda app: cls(app, user_limits=user_limits, storage=storage, **options)
-
-
-class _Throttle:
-    """True at most once per ``every_s`` (races between threads only repeat a warning)."""
-
-    def __init__(self, every_s: float) -> None:
-        self.every_s = every_s
-        self.last = -math.inf
-
-    def due(self, now: float) -> bool:
-        if now - self.last < self.every_s:
-            return False
-        self.last = now
-        return True
-
-
-def _seconds(ms: int) -> int:
-    return max(0, -(-ms // 1000))
 
 
 filter_factory = RateLimit.factory
