@@ -733,3 +733,25 @@ def test_memcached_ping_reaches_a_recent_server(
         storage.ping()  # 1.6 here: no StorageError
     finally:
         storage.close()
+
+
+@pytest.mark.memcached
+def test_memcached_remembers_a_bounded_number_of_entries(
+    memcached_server: tuple[BackgroundServer, str],
+) -> None:
+    """Ten users with ten requests each, a budget of 35 remembered entries: only the
+    most recently used logs stay in memory, and a forgotten one still counts right."""
+    server, _url = memcached_server
+    storage = MemcachedStorage([("127.0.0.1", server.port)], timeout_s=1.0, remember_entries=35)
+    now = int(T0 * 1000)
+    try:
+        for user in range(10):
+            for i in range(10):
+                assert storage.hit([f"mkrl:e:{user}"], [10], [60_000], now + i)[0]
+        # Each log holds 20 entries (10 times of its rule, 10 live entries): one fits.
+        assert list(storage.logs) == ["mkrl:log:9"]
+        assert storage.held == storage.logs["mkrl:log:9"].held() == 20
+        assert storage.hit(["mkrl:e:0"], [10], [60_000], now + 11) == (False, [(10, now)])
+        assert list(storage.logs) == ["mkrl:log:0"]  # replayed whole, user 9's forgotten
+    finally:
+        storage.close()

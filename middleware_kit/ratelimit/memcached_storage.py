@@ -7,7 +7,8 @@ the log back, both pipelined in **one round trip** whoever wrote last. Memcached
 the appends; every process replays them alike (:mod:`.shared_log`) and so reaches the
 same decision for every entry: exact across processes and hosts, as one sliding log.
 
-- A process remembers what it replayed (up to ``MAX_REMEMBERED`` logs) and reads only
+- A process remembers what it replayed (the most recently used logs, up to
+  ``MAX_REMEMBERED`` of them and ``MAX_REMEMBERED_ENTRIES`` entries) and reads only
   the new entries; when its replay already shows a rule full until a later time, it
   denies without a round trip (an admitted time never leaves its window early), so a
   client hammering past its limit adds no entries.
@@ -57,7 +58,8 @@ ERRORS = (OSError, EOFError, MemcacheError)
 # (the command cannot have reached the new server process).
 STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
 MAX_ATTEMPTS = 3  # appends that found no log (evicted, flushed) before giving up
-MAX_REMEMBERED = 16_384  # logs whose replay this process keeps (bounds its memory)
+MAX_REMEMBERED = 16_384  # logs whose replay this process keeps
+MAX_REMEMBERED_ENTRIES = 250_000  # and the entries they hold: about 60 MB
 LOG_PREFIX = KEY_PREFIX + "log:"
 _SAFE_KEY = re.compile(r"[!-~]{1,200}")  # printable ASCII without space, well under 250
 _SAFE_TAG = re.compile(r"[0-9A-Za-z_-]{1,40}")
@@ -78,9 +80,12 @@ class MemcachedStorage:
         *,
         timeout_s: float,
         remember: int = MAX_REMEMBERED,
+        remember_entries: int = MAX_REMEMBERED_ENTRIES,
     ) -> None:
         self.timeout_s = timeout_s
         self.remember = remember
+        self.remember_entries = remember_entries
+        self.held = 0  # entries the remembered replays hold (their memory, ~240 B each)
         self.servers = {f"{host}:{port}": (host, port) for host, port in servers}
         self.clients = {name: self._new_client(name) for name in self.servers}
         self.ring = RendezvousHash(nodes=list(self.clients))
@@ -156,11 +161,12 @@ class MemcachedStorage:
     ) -> Outcome:
         value, token = read
         with self.lock:
-            replay = self.logs.get(key)
-            if replay is None or not replay.continues(value):
-                replay = Replay(value.split(b" ", 1)[0])
-                self._remember(key, replay)
+            known = self.logs.pop(key, None)  # back in last: the logs are kept in LRU order
+            if known is not None:
+                self.held -= known.held()
+            replay = known if known and known.continues(value) else Replay(_head(value))
             replay.feed(value, self.waiting)
+            self._remember(key, replay)
             self.longest_ms = max(self.longest_ms, replay.longest_ms)
             decision = self.waiting.get(nonce)
             if decision is None:  # compacted away by another process: it was denied
@@ -204,12 +210,15 @@ class MemcachedStorage:
         raise AssertionError("unreachable")
 
     def _remember(self, key: str, replay: Replay) -> None:
+        """Keep ``replay`` as the newest; forget the least recently used logs beyond
+        ``remember`` logs or ``remember_entries`` entries (a forgotten log costs one
+        whole replay when next used, nothing else)."""
         logs = self.logs
-        logs.pop(key, None)
         logs[key] = replay
-        if len(logs) > self.remember:
+        self.held += replay.held()
+        while len(logs) > 1 and (len(logs) > self.remember or self.held > self.remember_entries):
             forgotten = next(iter(logs))
-            del logs[forgotten]
+            self.held -= logs.pop(forgotten).held()
             self.compactions.pop(forgotten, None)
 
     def _server(self, key: str) -> str:
@@ -325,6 +334,10 @@ def _log_key(
             name = _NAMES[tag, limit, window_ms] = rule_token(safe, limit, window_ms)
         names.append(name)
     return _safe(LOG_PREFIX + (counted or "")), names
+
+
+def _head(value: bytes) -> bytes:
+    return value.split(b" ", 1)[0]
 
 
 def _older(version: bytes, minimum: tuple[int, ...]) -> bool:

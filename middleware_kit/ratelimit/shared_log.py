@@ -134,6 +134,10 @@ class Replay:
         time = max(now_ms, self.newest)
         return [rule.state(time) if (rule := self.rules.get(n)) else (0, time) for n in names]
 
+    def held(self) -> int:
+        """Entries held in memory (admitted times of every rule, live entries)."""
+        return len(self.kept) + sum(len(rule.times) for rule in self.rules.values())
+
     def wasteful(self) -> bool:
         """Whether compacting would at least halve the log."""
         return self.entries > 2 * len(self.kept) + COMPACT_SLACK
