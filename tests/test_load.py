@@ -28,6 +28,7 @@ from tests.support.chains import (
     KEYSTONE_CHAIN,
     LIMITED_GETS,
     OPTIONS,
+    RATE_LIMITS,
     chain_ini,
     keystone_options,
 )
@@ -116,13 +117,25 @@ class Reading:
 
 
 @pytest.fixture
+def storage_server(request: pytest.FixtureRequest) -> tuple[BackgroundServer, str]:
+    """The Redis or memcached (the test's ``storage`` parameter) ratelimit counts in."""
+    server: tuple[BackgroundServer, str] = request.getfixturevalue(
+        f"{request.node.callspec.params['storage']}_server"
+    )
+    return server
+
+
+@pytest.fixture
 def noauth_server(
-    tmp_path: Path, redis_server: tuple[BackgroundServer, str]
+    tmp_path: Path, storage_server: tuple[BackgroundServer, str]
 ) -> Iterator[ServedApp]:
     """CHAIN in front of the demo app, /_stats beside it; ratelimit counts in a real
-    Redis, and a storage failure would be a 503 (fail_open false), not a silent pass."""
-    _, url = redis_server
+    Redis or memcached, and a storage failure would be a 503 (fail_open false), not a
+    silent pass."""
+    _, url = storage_server
     limits = {"storage_url": url, "fail_open": "false", "storage_timeout": "1"}
+    if url.startswith("memcached:"):  # at most 10,000 a window there: POSTs per second
+        limits["limits"] = RATE_LIMITS.replace("1000000, MINUTE", "10000, SECOND")
     options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **limits}}
     ini = tmp_path / "load.ini"
     ini.write_text(chain_ini(options=options, mounts={STATS: STATS_APP}))
@@ -243,17 +256,24 @@ def load_and_check(
 
 
 @pytest.mark.parametrize(
-    "run_s",
+    ("storage", "run_s"),
     [
-        pytest.param(12.0, id="ci"),
-        pytest.param(60.0, id="soak", marks=pytest.mark.soak),
+        pytest.param("redis", 12.0, id="redis-ci", marks=pytest.mark.redis),
+        pytest.param("memcached", 6.0, id="memcached-ci", marks=pytest.mark.memcached),
+        pytest.param("redis", 60.0, id="redis-soak", marks=[pytest.mark.redis, pytest.mark.soak]),
+        pytest.param(
+            "memcached", 60.0, id="memcached-soak", marks=[pytest.mark.memcached, pytest.mark.soak]
+        ),
     ],
 )
 def test_bounded_load_loses_nothing_and_grows_nothing(
-    noauth_server: ServedApp, redis_server: tuple[BackgroundServer, str], run_s: float
+    noauth_server: ServedApp,
+    storage_server: tuple[BackgroundServer, str],
+    storage: str,
+    run_s: float,
 ) -> None:
-    redis, _ = redis_server
-    print("\n" + load_and_check(noauth_server, NOAUTH, WARMUP_S, run_s, redis.port))
+    server, _ = storage_server
+    print("\n" + load_and_check(noauth_server, NOAUTH, WARMUP_S, run_s, server.port))
 
 
 @pytest.mark.keystone

@@ -160,6 +160,19 @@ def test_good_storage_urls(url: str) -> None:
     assert check_url(f" {url} ") == url
 
 
+@pytest.mark.parametrize("option", ["limits", "limits.alice"])
+def test_a_rule_too_large_for_memcached_fails_the_load(option: str) -> None:
+    url = f"memcached://127.0.0.1:{free_port()}"
+    rules = '(GET, "*", .*, 100, MINUTE);(POST, "*", .*, 10001, HOUR)'
+    with pytest.raises(ConfigError) as info:
+        filter_factory({}, storage_url=url, **{option: rules})
+    message = str(info.value)
+    assert f"ratelimit: option {option!r}: 10001 per hour (POST .*)" in message
+    assert "at most 10000" in message and "redis://" in message
+    # Redis and memory keep such logs where they belong: the same rules load there.
+    assert callable(filter_factory({}, storage_url="memory://", **{option: rules}))
+
+
 def test_unreachable_storage_at_load_logs_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()  # nothing listens there: refused at once
     for url in (f"redis://127.0.0.1:{port}/0", f"memcached://127.0.0.1:{port}"):

@@ -198,6 +198,18 @@ class RateLimit:
             raise ConfigError("ratelimit: option 'limits.' names no user id")
         url = options.pop("storage_url", "memory://")
         storage = from_url(url, options.pop("storage_timeout", 0.1))
+        largest = getattr(storage, "max_rule_value", None)
+        rule_sets = {"limits": options.get("limits", DEFAULT_RULES)}
+        rule_sets.update({f"limits.{user}": rules for user, rules in user_limits.items()})
+        for option, rules in rule_sets.items():
+            for rule in rules:
+                if largest is not None and rule.value > largest:
+                    raise ConfigError(
+                        f"ratelimit: option {option!r}: {rule.value} per {rule.unit.lower()}"
+                        f" ({rule.verb} {rule.regex}) is more than {url.partition(':')[0]}://"
+                        f" can count (it keeps each request of a window; at most {largest});"
+                        " use redis:// for larger limits"
+                    )
         try:
             storage.ping()
         except StorageError as exc:

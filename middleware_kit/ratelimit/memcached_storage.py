@@ -57,6 +57,7 @@ ERRORS = (OSError, EOFError, MemcacheError)
 # What a pooled connection to a server that restarted since answers: worth one retry
 # (the command cannot have reached the new server process).
 STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
+MAX_RULE_VALUE = 10_000  # requests per window of one rule: logs up to ~400 KB
 MAX_ATTEMPTS = 3  # appends that found no log (evicted, flushed) before giving up
 MAX_REMEMBERED = 16_384  # logs whose replay this process keeps
 MAX_REMEMBERED_ENTRIES = 250_000  # and the entries they hold: about 60 MB
@@ -73,6 +74,10 @@ _NONCES = random.Random(os.urandom(16))  # unique, not secret; reseeded in a for
 
 class MemcachedStorage:
     """A pooled pymemcache client per server; each log lives on one server."""
+
+    # A log holds every admitted request of its window (~40 bytes each) and must stay
+    # well under memcached's 1 MiB item size: larger rules fail the load.
+    max_rule_value = MAX_RULE_VALUE
 
     def __init__(
         self,
