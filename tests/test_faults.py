@@ -28,6 +28,7 @@ from tests.support.chains import (
     OPTIONS,
     chain_ini,
     keystone_options,
+    ratelimit_options,
 )
 from tests.support.hostile_apps import urlmap_ini
 from tests.support.keystone import KeystoneServer
@@ -266,8 +267,8 @@ def test_storage_killed_under_load_and_restarted(
     down. Either way nothing is lost, nothing waits much past storage_timeout, and
     counting resumes."""
     storage_process, url = storage_server
-    storage = {"storage_url": url, "storage_timeout": str(STORAGE_TIMEOUT_S)}
-    options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **storage}}
+    ratelimit = ratelimit_options(url, storage_timeout=str(STORAGE_TIMEOUT_S))
+    options = {**OPTIONS, "ratelimit": ratelimit}
     options["ratelimit"]["fail_open"] = str(fail_open).lower()
     ini = tmp_path / "storage.ini"
     ini.write_text(chain_ini(options=options))

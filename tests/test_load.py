@@ -28,9 +28,9 @@ from tests.support.chains import (
     KEYSTONE_CHAIN,
     LIMITED_GETS,
     OPTIONS,
-    RATE_LIMITS,
     chain_ini,
     keystone_options,
+    ratelimit_options,
 )
 from tests.support.keystone import KeystoneServer
 from tests.support.load import LoadResult, open_fds, rss_kib, run_load, tcp_peer_ports
@@ -133,10 +133,8 @@ def noauth_server(
     Redis or memcached, and a storage failure would be a 503 (fail_open false), not a
     silent pass."""
     _, url = storage_server
-    limits = {"storage_url": url, "fail_open": "false", "storage_timeout": "1"}
-    if url.startswith("memcached:"):  # at most 10,000 a window there: POSTs per second
-        limits["limits"] = RATE_LIMITS.replace("1000000, MINUTE", "10000, SECOND")
-    options = {**OPTIONS, "ratelimit": {**OPTIONS["ratelimit"], **limits}}
+    ratelimit = ratelimit_options(url, fail_open="false", storage_timeout="1")
+    options = {**OPTIONS, "ratelimit": ratelimit}
     ini = tmp_path / "load.ini"
     ini.write_text(chain_ini(options=options, mounts={STATS: STATS_APP}))
     with served(ini) as app:
