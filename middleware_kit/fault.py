@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from middleware_kit._wsgi import Environ, ExcInfo, StartResponse
+from middleware_kit._wsgi import Environ, ExcInfo, StartResponse, drain_little
 
 # Set by the request_id filter; oslo.context, nova and our filters read it.
 REQUEST_ID_KEY = "openstack.request_id"
@@ -77,7 +77,9 @@ def send_fault(
     extra: Mapping[str, Any] | None = None,
     exc_info: ExcInfo | None = None,
 ) -> list[bytes]:
-    """Answer a WSGI request with a fault; returns the body iterable."""
+    """Answer a WSGI request with a fault; returns the body iterable. Under
+    eventlet.wsgi, little of an unread request body is read after it (drain_little)."""
+    drain_little(environ)
     body = fault_body(code, message, environ.get(REQUEST_ID_KEY), extra)
     response_headers = [
         ("Content-Type", CONTENT_TYPE),

@@ -12,6 +12,9 @@
   filter answers the 413 fault itself, even when the app swallowed the exception.
 - A request without a body (neither header, or ``Content-Length: 0``) costs a few
   dictionary lookups.
+- Under eventlet.wsgi, as after every fault, at most 1 MiB (for 2 s) of the rest of a
+  refused body is read and dropped; then the server closes the connection (see
+  :func:`middleware_kit._wsgi.drain_little`).
 
 ::
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,7 @@ import webob
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from middleware_kit._wsgi import Environ, StartResponse
+from middleware_kit._wsgi import DRAIN_BYTES, Environ, StartResponse
 from middleware_kit.fault import (
     CONTENT_TYPE,
     REQUEST_ID_KEY,
@@ -19,6 +21,7 @@ from middleware_kit.fault import (
     send_fault,
     status_line,
 )
+from tests.support.servers import served
 
 
 @pytest.mark.parametrize(
@@ -144,3 +147,47 @@ def test_any_fault_body_is_json_with_its_code(
     assert (detail["code"], detail["message"]) == (code, message)
     assert detail.get("request_id") == (request_id or None)
     assert name
+
+
+NOAUTH_INI = """\
+[pipeline:main]
+pipeline = noauth demo
+
+[filter:noauth]
+use = egg:middleware_kit#noauth
+
+[app:demo]
+use = egg:middleware_kit#demo
+"""
+
+
+def post_head(length: int, token: bool) -> bytes:
+    auth = b"X-Auth-Token: alice:p\r\n" if token else b"X-Auth-Token: :no-user\r\n"
+    return b"POST /v1/cats HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (auth, length)
+
+
+@pytest.mark.server
+def test_served_fault_reads_little_of_a_body_then_closes(tmp_path: Path) -> None:
+    """A 401 to a 10 GiB upload: the server reads at most DRAIN_BYTES more of it, then
+    closes the connection (eventlet alone would read all 10 GiB to keep it)."""
+    ini = tmp_path / "noauth.ini"
+    ini.write_text(NOAUTH_INI)
+    piece, budget, sent = b"x" * 65536, 64 * 2**20, 0
+    with served(ini) as server:
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.settimeout(5)
+            sock.sendall(post_head(10 * 2**30, token=False))
+            with pytest.raises(OSError):  # reset or broken pipe: the server closed
+                while sent < budget:
+                    sock.sendall(piece)
+                    sent += len(piece)
+        # A small body after a fault is read and dropped: the connection is kept.
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.settimeout(5)
+            sock.sendall(post_head(3, token=False) + b"abc")
+            first = sock.recv(65536)
+            sock.sendall(post_head(2, token=True) + b"{}")
+            second = sock.recv(65536)
+    assert DRAIN_BYTES <= sent < budget
+    assert first.startswith(b"HTTP/1.1 401 ")
+    assert second.startswith(b"HTTP/1.1 ")  # answered on the same connection

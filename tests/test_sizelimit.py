@@ -8,6 +8,8 @@ import io
 import json
 import logging
 import re
+import socket
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -801,3 +803,31 @@ def test_served_overflow_after_the_first_chunk_aborts_the_response(tmp_path: Pat
     assert aborted.value.partial.startswith(CHUNK)
     assert whole == (200, CHUNK + b"1024")
     assert got == [1000, 1024]
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("framing", ["chunked", "content-length"])
+def test_served_refused_body_is_not_drained(tmp_path: Path, framing: str) -> None:
+    """A client that goes on sending after its 413 finds the connection closed; the
+    server does not read (up to) gigabytes to keep it."""
+    ini = tmp_path / "sizelimit.ini"
+    ini.write_text(SERVED_INI)
+    piece = b"x" * 16384
+    head = b"POST /read HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    if framing == "chunked":
+        head += b"Transfer-Encoding: chunked\r\n\r\n"
+        piece = b"%x\r\n%s\r\n" % (len(piece), piece)
+    else:
+        head += b"Content-Length: %d\r\n\r\n" % (10 * 2**30)
+    budget, sent = 64 * 2**20, 0
+    with served(ini) as server, socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.settimeout(5)
+        sock.sendall(head)
+        deadline = time.monotonic() + 10
+        with pytest.raises(OSError):  # reset or broken pipe: the server closed
+            while sent < budget and time.monotonic() < deadline:
+                sock.sendall(piece)
+                sent += len(piece)
+            sock.recv(1)  # not drained and not closed: the 5 s timeout raises too
+            raise AssertionError(f"{sent} bytes were taken after the 413")
+    assert sent < budget
