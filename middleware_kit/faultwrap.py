@@ -14,6 +14,9 @@ before):
   response, except Content-Type, Content-Length, Transfer-Encoding, Connection and
   any header that is not a valid name and value. For 413 and 429 a ``Retry-After``
   header is also put in the body as ``retryAfter``.
+- An exception out of reading the request body is the client's, not a server error:
+  a body that stalled past the server's socket timeout is a 408, one cut short or not
+  valid chunked encoding a 400.
 - Logged at ERROR with the traceback for 5xx, at INFO (one line) for 4xx.
 
 An exception after the first chunk is not caught here (``catch_errors`` aborts the
@@ -37,10 +40,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import webob.exc
+from webob.request import DisconnectionError
 
 from middleware_kit import fault
 from middleware_kit._config import parse_options
 from middleware_kit._wsgi import (
+    EVENTLET_INPUT_KEY,
     Environ,
     ExcInfo,
     FilterFactory,
@@ -53,6 +58,9 @@ from middleware_kit._wsgi import (
 LOG = logging.getLogger(__name__)
 
 RETRY_AFTER_CODES = frozenset({413, 429})
+INCOMPLETE_BODY = "The request body ended before its Content-Length."
+BAD_BODY = "The request body could not be read."
+LATE_BODY = "The request body did not arrive in time."
 NOT_COPIED = frozenset({"content-type", "content-length", "transfer-encoding", "connection"})
 _NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _VALUE = re.compile(r"[^\x00-\x08\x0a-\x1f\x7f]*")
@@ -105,7 +113,7 @@ def _answer(
     environ: Environ, start_response: StartResponse, exc: Exception, exc_info: ExcInfo | None
 ) -> Iterable[bytes]:
     try:
-        code, message, headers = _describe(exc)
+        code, message, headers = _describe(exc, environ)
     except Exception:  # an exception that cannot even be described: a plain 500
         code, message, headers = 500, fault.generic_message(500), []
     _log(environ, exc, code, message)
@@ -123,9 +131,13 @@ def _answer(
     )
 
 
-def _describe(exc: Exception) -> tuple[int, str, list[tuple[str, str]]]:
+def _describe(exc: Exception, environ: Environ) -> tuple[int, str, list[tuple[str, str]]]:
     """(status code, message, headers to copy) for an exception."""
     code = getattr(exc, "code", None)
+    if not isinstance(exc, webob.exc.HTTPException) and _reading_the_body(exc, environ):
+        if isinstance(exc, TimeoutError):
+            return 408, LATE_BODY, []
+        return 400, INCOMPLETE_BODY if isinstance(exc, DisconnectionError) else BAD_BODY, []
     if isinstance(exc, webob.exc.HTTPException):
         message = getattr(exc, "detail", None) or getattr(exc, "explanation", None)
         code = code if isinstance(code, int) else 500
@@ -134,6 +146,22 @@ def _describe(exc: Exception) -> tuple[int, str, list[tuple[str, str]]]:
             code = 500
         message = str(exc) if getattr(exc, "safe", False) is True else None
     return code, str(message or fault.generic_message(code)), _headers(exc)
+
+
+def _reading_the_body(exc: Exception, environ: Environ) -> bool:
+    """Whether ``exc`` came out of reading the request body: the client's fault (a body
+    cut short, not valid chunked encoding, or stalled past the server's timeout)."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    readers = [environ.get(key) for key in ("wsgi.input", EVENTLET_INPUT_KEY)]
+    readers = [reader for reader in readers if reader is not None]
+    tb = exc.__traceback__
+    while tb is not None and readers:
+        itself = tb.tb_frame.f_locals.get("self")
+        if any(itself is reader for reader in readers):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _headers(exc: Exception) -> list[tuple[str, str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -377,3 +378,63 @@ def test_served_faults_carry_the_request_id(tmp_path: Path) -> None:
     detail = json.loads(body)["overLimit"]
     assert (detail["retryAfter"], detail["request_id"]) == ("7", headers["x-openstack-request-id"])
     assert f"INFO middleware_kit.faultwrap [{headers['x-openstack-request-id']}]" in log
+
+
+def test_a_body_cut_short_by_the_client_is_a_400(caplog: pytest.LogCaptureFixture) -> None:
+    def reads_the_body(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = webob.Request(environ).body
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    request = webob.Request.blank("/cats", method="POST")
+    request.environ.update(
+        {"wsgi.input": io.BytesIO(b"{}"), "CONTENT_LENGTH": "100"}  # 2 of 100 bytes came
+    )
+    request.environ.pop("webob.is_body_seekable", None)
+    with caplog.at_level(logging.INFO, logger="middleware_kit.faultwrap"):
+        response = request.get_response(FaultWrap(reads_the_body))
+    assert response.status_int == 400
+    assert response.json == {
+        "badRequest": {"code": 400, "message": "The request body ended before its Content-Length."}
+    }
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+
+
+class FailingInput:
+    """A ``wsgi.input`` whose reads raise ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, size: int = -1) -> bytes:
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "message"),
+    [
+        pytest.param(TimeoutError("timed out"), 408, "did not arrive in time", id="stalled"),
+        pytest.param(ValueError("bad chunk size"), 400, "could not be read", id="bad-chunks"),
+        pytest.param(OSError("reset"), 400, "could not be read", id="reset"),
+    ],
+)
+def test_errors_out_of_the_request_body_are_the_clients(
+    error: Exception, code: int, message: str
+) -> None:
+    def reads(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        return [environ["wsgi.input"].read(10)]
+
+    request = webob.Request.blank("/cats", method="POST")
+    request.environ["wsgi.input"] = FailingInput(error)
+    response = request.get_response(FaultWrap(reads))
+    assert response.status_int == code
+    assert message in next(iter(response.json.values()))["message"]
+
+
+def test_a_timeout_elsewhere_in_the_app_is_still_a_500() -> None:
+    def times_out(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.input"].read()  # the body is fine
+        raise TimeoutError("the database did not answer")
+
+    request = webob.Request.blank("/cats", method="POST", body=b"{}")
+    assert request.get_response(FaultWrap(times_out)).status_int == 500
