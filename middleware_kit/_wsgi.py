@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any, TypeAlias
@@ -57,13 +58,18 @@ def drain_little(environ: Environ) -> None:
     """
     server_input = environ.get(EVENTLET_INPUT_KEY)
     if server_input is not None and callable(getattr(server_input, "discard", None)):
-        server_input.discard = functools.partial(_drain, server_input.read)
+        # A weak reference: the input holding a strong one to itself would be a cycle,
+        # freed (with its request) only by the garbage collector.
+        server_input.discard = functools.partial(_drain, weakref.ref(server_input))
 
 
-def _drain(read: Callable[[int], bytes], *args: object) -> None:
+def _drain(reader: weakref.ref[Any], *args: object) -> None:
     left, deadline = DRAIN_BYTES, time.monotonic() + DRAIN_S
     while left > 0 and time.monotonic() < deadline:
-        data = read(min(left, DRAIN_CHUNK))
+        server_input = reader()
+        if server_input is None:
+            return
+        data = server_input.read(min(left, DRAIN_CHUNK))
         if not data:
             return
         left -= len(data)

@@ -153,12 +153,18 @@ def _reading_the_body(exc: Exception, environ: Environ) -> bool:
     cut short, not valid chunked encoding, or stalled past the server's timeout)."""
     if isinstance(exc, DisconnectionError):
         return True
-    readers = [environ.get(key) for key in ("wsgi.input", EVENTLET_INPUT_KEY)]
-    readers = [reader for reader in readers if reader is not None]
+    # The code of the readers' methods (not the frames' locals: reading those would tie
+    # the frames to the exception in a cycle only the garbage collector frees).
+    code = {
+        function.__code__
+        for key in ("wsgi.input", EVENTLET_INPUT_KEY)
+        if (reader := environ.get(key)) is not None
+        for function in vars(type(reader)).values()
+        if hasattr(function, "__code__")
+    }
     tb = exc.__traceback__
-    while tb is not None and readers:
-        itself = tb.tb_frame.f_locals.get("self")
-        if any(itself is reader for reader in readers):
+    while tb is not None and code:
+        if tb.tb_frame.f_code in code:
             return True
         tb = tb.tb_next
     return False
