@@ -66,8 +66,8 @@ def _subjects(
     def filter_call(i: int) -> object:
         return app(environs[i % USERS].copy(), _start_response)
 
-    # Each subject counts under its own keys: one's writes must not age another's
-    # remembered memcached logs (the filter's keys are mkrl:<rule id>:u:<user>).
+    # Each subject counts under its own keys, so that none fills another's windows
+    # (the filter's keys are mkrl:<rule id>:u:<user>).
     keys = [f"mkrl:bench-hit:u:{u}" for u in users]
     turn_keys = [f"mkrl:bench-turn:u:{u}" for u in users]
 
@@ -342,7 +342,7 @@ def _x(value: object) -> str:
 
 def bars(rows: Sequence[Row]) -> list[Row]:
     """Speed beside limits; for shared storages one round trip and 2x of the bare
-    client, both for a process that wrote the log last and for clients in turn."""
+    client, both for one client and for two clients taking turns on every key."""
     out: list[Row] = []
     for line in summarize(rows):
         storage = line["storage"]

@@ -198,7 +198,7 @@ class RateLimit:
             raise ConfigError("ratelimit: option 'limits.' names no user id")
         url = options.pop("storage_url", "memory://")
         storage = from_url(url, options.pop("storage_timeout", 0.1))
-        largest = getattr(storage, "max_rule_value", None)
+        largest = storage.max_rule_value
         rule_sets = {"limits": options.get("limits", DEFAULT_RULES)}
         rule_sets.update({f"limits.{user}": rules for user, rules in user_limits.items()})
         for option, rules in rule_sets.items():

@@ -7,8 +7,9 @@ then, ``now`` is appended to every one of them. A denied request is counted nowh
 
 Every storage answers the same :data:`Outcome`: whether the request was admitted and,
 per rule, ``(count, free_at)``: the times in the window after the decision, and the time
-whose expiry lets one more request in (``count == 0``: ``now``). The memory and
-memcached storages run :func:`decide` on their copies; Redis runs the same steps in Lua.
+whose expiry lets one more request in (``count == 0``: ``now``). The memory storage runs
+:func:`outcome` on its logs, Redis the same steps in Lua, and memcached replays a shared
+log entry by entry with the same rule (:mod:`.shared_log`).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class MemcachedStorage:
 
     # A log holds every admitted request of its window (~40 bytes each) and must stay
     # well under memcached's 1 MiB item size: larger rules fail the load.
-    max_rule_value = MAX_RULE_VALUE
+    max_rule_value: int | None = MAX_RULE_VALUE
 
     def __init__(
         self,
@@ -140,7 +140,7 @@ class MemcachedStorage:
     def _append(self, key: str, entry: bytes, *, add: bool) -> tuple[bytes | None, bytes, bool]:
         """Send [compaction], [``add`` (a log, when there is none)], ``append``, ``gats``;
         the log as it is now, its cas token, and whether the entry was appended."""
-        raw, expire = key.encode(), math.ceil(self.longest_ms / 1000) + 1
+        raw, expire = key.encode(), self._expire_s()
         parts = []
         compaction = self.compactions.pop(key, None)
         if compaction is not None:
@@ -185,12 +185,16 @@ class MemcachedStorage:
             self._compact_now(key)
         return decision
 
+    def _expire_s(self) -> int:
+        """A log's lifetime after its last use: the longest window it may hold, and 1 s."""
+        return math.ceil(self.longest_ms / 1000) + 1
+
     def _compact_now(self, key: str) -> None:
         compaction = self.compactions.pop(key, None)
         if compaction is None:
             return
         token, value = compaction
-        raw, expire = key.encode(), math.ceil(self.longest_ms / 1000) + 1
+        raw, expire = key.encode(), self._expire_s()
         command = b"cas %s 0 %d %d %s\r\n%s\r\n" % (raw, expire, len(value), token, value)
         with contextlib.suppress(*ERRORS):  # only tidying: the next request tries again
             self._pipelined(self._server(key), command, 1, read=False)

@@ -44,6 +44,8 @@ class _Logs:
 class MemoryStorage:
     """The logs in a dict per window length, behind one lock."""
 
+    max_rule_value: int | None = None
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._windows: dict[int, _Logs] = {}

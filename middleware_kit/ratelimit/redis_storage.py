@@ -66,6 +66,8 @@ ERRORS = (redis.RedisError, OSError, EOFError)
 class RedisStorage:
     """One Lua script call per request on a redis-py client (its own connection pool)."""
 
+    max_rule_value: int | None = None  # a log is a Redis list: its memory is Redis's to bound
+
     def __init__(
         self, client: redis.Redis, *, sentinel: redis.sentinel.Sentinel | None = None
     ) -> None:

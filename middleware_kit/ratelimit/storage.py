@@ -24,6 +24,9 @@ class StorageError(Exception):
 
 
 class Storage(Protocol):
+    # The largest rule value the storage can count (None: no bound of its own).
+    max_rule_value: int | None
+
     def hit(
         self,
         keys: Sequence[str],
