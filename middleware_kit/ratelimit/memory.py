@@ -1,6 +1,8 @@
 """``memory://``: the sliding logs in this process, bounded.
 
-Correct within one process (every thread and green thread; one lock). Logs are kept
+Correct within one process (every thread and green thread; one lock of the OS thread,
+also under eventlet: :meth:`MemoryStorage.hit` never yields while it holds it, and
+eventlet's green lock costs every request more than the decision itself). Logs are kept
 per window length; a log whose newest time is older than its window is dead and is
 reclaimed by a sweep of that window's logs, run when the number of logs doubled since
 the last sweep or one window (at least ``SWEEP_MIN_S``) after it, so memory follows
@@ -9,6 +11,7 @@ the keys active in the last window, whatever passed before.
 
 from __future__ import annotations
 
+import sys
 import threading
 from array import array
 from bisect import bisect_right
@@ -41,13 +44,22 @@ class _Logs:
         self.next_sweep_ms = now_ms + max(self.window_ms, SWEEP_MIN_S * 1000)
 
 
+def os_thread_lock() -> threading.Lock:
+    """A lock of the OS thread even when eventlet has patched ``threading``."""
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is None:
+        return threading.Lock()
+    lock: threading.Lock = patcher.original("_thread").allocate_lock()
+    return lock
+
+
 class MemoryStorage:
     """The logs in a dict per window length, behind one lock."""
 
     max_rule_value: int | None = None
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = os_thread_lock()
         self._windows: dict[int, _Logs] = {}
 
     def hit(
@@ -68,7 +80,10 @@ class MemoryStorage:
             count = len(log) - start
             if count >= limit:
                 return False, [(count, log[start + count - limit])]
-            start = algorithm.commit(log, start, now_ms)
+            log.append(log[-1] if log and log[-1] > now_ms else now_ms)
+            if start and start * 2 >= len(log):
+                del log[:start]
+                start = 0
             count += 1
             return True, [(count, log[start + count - limit] if count >= limit else log[start])]
 
