@@ -118,6 +118,7 @@ class RateLimit:
         }
         self.key_header, self.key_tag = KEY_HEADERS[key]
         self.headers = headers
+        self.draft_headers = headers == "draft"
         self.fail_open = fail_open
         self.clock = clock
         self.storage = storage or from_url(check_url(storage_url), storage_timeout)
@@ -158,10 +159,10 @@ class RateLimit:
             # free_at can be a few ms after now (algorithm.stamp): never more than a window.
             reset_ms = min(free_at + window_ms - now_ms, window_ms) if count else 0
             reset_s = -(-reset_ms // 1000)
-            views.append(dict(view, remaining=left, reset=reset_s))
+            views.append({**view, "remaining": left, "reset": reset_s})
             report.append((left, reset_ms, f"{name};r={left};t={reset_s}"))
         environ[ENVIRON_KEY] = views
-        if self.headers == "draft":
+        if self.draft_headers:
             state = report[0][2] if len(report) == 1 else ", ".join(item[2] for item in report)
             headers = [("RateLimit-Policy", plan.policy), ("RateLimit", state)]
         else:
