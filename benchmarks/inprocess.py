@@ -65,6 +65,7 @@ PIPELINES = (
     "oslo_three",
     "ours_four",
     "ours_full_noauth",
+    "contract_floor",
 )
 REQUESTS = ("GET", "POST")
 

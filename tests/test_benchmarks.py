@@ -135,3 +135,49 @@ def test_cold_cache_runs_the_chain_both_ways(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "with warm caches" in out and "parsed between calls" in out
     assert cold_cache.overhead_ns(True, 300, 1) > 0  # the chain does cost something
+
+
+def test_contract_floor_leaves_what_the_full_chain_leaves() -> None:
+    """The floor is a lower bound only if it does the chain's required work: the same
+    environ keys, context attributes, ratelimit state shape and response headers."""
+    from oslo_context import context as oslo_context
+    from paste.deploy import loadapp
+
+    from benchmarks import PIPELINES_INI, base_environ
+
+    def serve(section: str) -> tuple[dict[str, object], list[tuple[str, str]], object]:
+        app = loadapp(f"config:{PIPELINES_INI}", name=section)
+        environ = base_environ("GET")
+        answered: list[tuple[str, str]] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> None:
+            assert status == "200 OK"
+            answered.extend(headers)
+
+        assert b"".join(app(environ, start_response)) == b"{}"
+        return environ, answered, oslo_context.get_current()
+
+    chain_environ, chain_headers, chain_current = serve("ours_full_noauth")
+    floor_environ, floor_headers, floor_current = serve("contract_floor")
+
+    assert set(floor_environ) == set(chain_environ)
+    assert sorted(n.lower() for n, _v in floor_headers) == sorted(
+        n.lower() for n, _v in chain_headers
+    )
+    chain_context, floor_context = (
+        chain_environ["openstack.context"],
+        floor_environ["openstack.context"],
+    )
+    assert chain_current is chain_context and floor_current is floor_context
+    different = {"request_id"}  # each made its own
+    names = set(vars(chain_context)) | set(vars(floor_context))
+    assert {n: getattr(floor_context, n) for n in names - different} == {
+        n: getattr(chain_context, n) for n in names - different
+    }
+    [chain_state] = chain_environ["middleware_kit.ratelimit"]  # type: ignore[misc]
+    [floor_state] = floor_environ["middleware_kit.ratelimit"]  # type: ignore[misc]
+    assert floor_state.keys() == chain_state.keys()
+    for key in ("HTTP_X_USER_ID", "HTTP_X_PROJECT_ID", "HTTP_X_ROLES", "HTTP_X_TENANT"):
+        assert floor_environ[key] == chain_environ[key], key
