@@ -77,6 +77,7 @@ _RARE_SOURCES = tuple(
 )
 _RARE = frozenset(key for _attr, key in _RARE_SOURCES)
 _ALIASES = tuple((attr, keys[0], keys[1:]) for attr, keys in SOURCES.items() if keys[1:])
+_ALIASED = frozenset(first for _attr, first, _aliases in _ALIASES)
 
 
 class RequestContext(oslo_context.RequestContext):
@@ -137,9 +138,10 @@ class Context:
             "remote_address": get(CLIENT_ADDR_KEY) or get("REMOTE_ADDR"),
             "service_catalog": [],
         }
-        for attr, first, aliases in _ALIASES:
-            if first not in environ:
-                values[attr] = next((environ[k] for k in aliases if k in environ), None)
+        if not environ.keys() >= _ALIASED:  # an older header name may stand in
+            for attr, first, aliases in _ALIASES:
+                if first not in environ:
+                    values[attr] = next((environ[k] for k in aliases if k in environ), None)
         if not environ.keys().isdisjoint(_RARE):  # service token or domain scope
             for attr, key in _RARE_SOURCES:
                 values[attr] = get(key)
