@@ -3,7 +3,8 @@
 ``serve(app, host, port)`` listens, serves with ``eventlet.wsgi`` on a green pool, logs
 through ``logging`` (access lines on ``middleware_kit.server.access``) and returns
 within about a second of SIGINT or SIGTERM: it stops accepting, gives requests in
-flight that long to finish, and leaves. The caller monkey-patches first
+flight that long to finish, and leaves. Response header names go out as the app wrote
+them (no capitalizing, which costs every header). The caller monkey-patches first
 (``middleware-kit serve`` does) so that clients used by the filters cooperate.
 
 Before the app, ``guard_request_target`` answers a request whose target is not an
@@ -94,8 +95,8 @@ def serve(
         socket_timeout=socket_timeout_s,
         debug=False,  # never send a traceback to a client
         # Header names go out as the app wrote them (they are case-insensitive).
-        # eventlet's capitalizing costs each header a split, encodes and a join: about
-        # 2.5 µs a request for the full chain's five headers, served (benchmarks/NOTES.md).
+        # eventlet's capitalizing costs each header a split, encodes and a join: served,
+        # 7.5 µs a request for the full chain's five headers (benchmarks/NOTES.md).
         capitalize_response_headers=False,
     )
 
