@@ -4,7 +4,8 @@
 process twice: as the in-process part does (the loop keeps the chain's code and data in
 the CPU caches), and with what a server does between two requests run in between
 (reading a request head with ``http.client.parse_headers``, as eventlet.wsgi does). The
-second overhead is the one the served numbers show; see NOTES.md.
+second overhead is part of what the served numbers show; the rest is the server's work
+on the response headers the chain adds, which no in-process loop sees (NOTES.md).
 """
 
 from __future__ import annotations
