@@ -106,22 +106,28 @@ class RequestId:
         request_id = environ[REQUEST_ID_KEY] = self.id_factory()
         inbound = environ.get(INBOUND_KEY)
         global_id = NO_ID
-        if inbound is not None and isinstance(inbound, str) and _GLOBAL_ID.fullmatch(inbound):
+        if isinstance(inbound, str) and _GLOBAL_ID.fullmatch(inbound):
             global_id = environ[GLOBAL_REQUEST_ID_KEY] = inbound
         compat = self.compat_headers
 
         def start(
             status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
         ) -> Callable[[bytes], object]:
+            value = None
+            stale = False
+            for name, header_value in headers:
+                lowered = name.lower()
+                if lowered == HEADER:
+                    value = header_value
+                elif lowered in compat:
+                    stale = True
+            if value is None:
+                value = request_id
+                headers = [*headers, (HEADER, value)]
+            if stale:
+                headers = [h for h in headers if h[0].lower() not in compat]
             if compat:
-                headers = _with_compat_headers(headers, request_id, compat)
-            else:
-                for name, _value in headers:
-                    # The length first: most names are not ours, and lower() allocates.
-                    if len(name) == len(HEADER) and name.lower() == HEADER:
-                        break
-                else:
-                    headers = [*headers, (HEADER, request_id)]
+                headers = [*headers, *((name, value) for name in compat)]
             return start_response(status, headers, exc_info)
 
         token = _CURRENT.set((request_id, global_id))
@@ -140,26 +146,6 @@ class RequestId:
         """Paste filter factory; options are parsed here, once."""
         options = parse_options("request_id", local_conf, {"compat_headers": _header_names})
         return lambda app: cls(app, **options)
-
-
-def _with_compat_headers(
-    headers: list[tuple[str, str]], request_id: str, compat: tuple[str, ...]
-) -> list[tuple[str, str]]:
-    """The app's headers, the id header added if missing, ``compat`` set to its value."""
-    value = None
-    stale = False
-    for name, header_value in headers:
-        lowered = name.lower()
-        if lowered == HEADER:
-            value = header_value
-        elif lowered in compat:
-            stale = True
-    if value is None:
-        value = request_id
-        headers = [*headers, (HEADER, value)]
-    if stale:
-        headers = [h for h in headers if h[0].lower() not in compat]
-    return [*headers, *((name, value) for name in compat)]
 
 
 class _Body:
