@@ -39,12 +39,13 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from oslo_context import context as oslo_context
-
 from middleware_kit import fault
 from middleware_kit._config import parse_options, text
 from middleware_kit._wsgi import Environ, FilterFactory, StartResponse, WSGIApp
+from middleware_kit.context.request_context import SOURCES, RequestContext
 from middleware_kit.request_id import GLOBAL_REQUEST_ID_KEY, REQUEST_ID_KEY, new_request_id
+
+__all__ = ["DEFAULT_CONTEXT_KEY", "SOURCES", "Context", "RequestContext", "filter_factory"]
 
 DEFAULT_CONTEXT_KEY = "openstack.context"
 # Set by a filter that knows the real client address (behind a proxy); demo shows it.
@@ -53,24 +54,6 @@ STATUS_KEY = "HTTP_X_IDENTITY_STATUS"
 CATALOG_KEY = "HTTP_X_SERVICE_CATALOG"
 CONFIRMED = "Confirmed"
 
-# Context attribute: environ keys, the first present wins (oslo.context's from_environ).
-_SINGLE = (
-    *("domain_id", "domain_name", "user_domain_id", "project_domain_id", "user_name"),
-    *("user_domain_name", "project_domain_name", "service_token", "service_user_id"),
-    *("service_user_name", "service_user_domain_id", "service_user_domain_name"),
-    *("service_project_id", "service_project_name", "service_project_domain_id"),
-    "service_project_domain_name",
-)
-SOURCES: dict[str, tuple[str, ...]] = {
-    "auth_token": ("HTTP_X_AUTH_TOKEN", "HTTP_X_STORAGE_TOKEN"),
-    "user_id": ("HTTP_X_USER_ID", "HTTP_X_USER"),
-    "project_id": ("HTTP_X_PROJECT_ID", "HTTP_X_TENANT_ID", "HTTP_X_TENANT"),
-    "project_name": ("HTTP_X_PROJECT_NAME", "HTTP_X_TENANT_NAME"),
-    "system_scope": ("HTTP_OPENSTACK_SYSTEM_SCOPE",),
-    "request_id": ("openstack.request_id",),
-    "global_request_id": ("openstack.global_request_id",),
-    **{attr: ("HTTP_X_" + attr.upper(),) for attr in _SINGLE},
-}
 # Absent after noauth, and after authtoken without a service token: one check skips them.
 _RARE_SOURCES = tuple(
     (attr, keys[0]) for attr, keys in SOURCES.items() if attr.startswith(("service_", "domain_"))
@@ -78,35 +61,6 @@ _RARE_SOURCES = tuple(
 _RARE = frozenset(key for _attr, key in _RARE_SOURCES)
 _ALIASES = tuple((attr, keys[0], keys[1:]) for attr, keys in SOURCES.items() if keys[1:])
 _ALIASED = frozenset(first for _attr, first, _aliases in _ALIASES)
-
-
-class RequestContext(oslo_context.RequestContext):
-    """oslo.context's RequestContext with ``remote_address`` and ``service_catalog``."""
-
-    FROM_DICT_EXTRA_KEYS = ["remote_address", "service_catalog"]  # noqa: RUF012
-
-    def __init__(
-        self,
-        *args: Any,
-        remote_address: str | None = None,
-        service_catalog: list[Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.remote_address = remote_address
-        self.service_catalog = service_catalog or []
-
-    def to_dict(self) -> dict[str, Any]:
-        values = super().to_dict()
-        values.update(
-            user_name=self.user_name,
-            project_name=self.project_name,
-            user_domain_name=self.user_domain_name,
-            project_domain_name=self.project_domain_name,
-            remote_address=self.remote_address,
-            service_catalog=self.service_catalog,
-        )
-        return values
 
 
 class Context:
@@ -167,24 +121,6 @@ class Context:
         """Paste filter factory; options are parsed here, once."""
         options = parse_options("context", local_conf, {"context_key": _key})
         return lambda app: cls(app, **options)
-
-
-def _defaults() -> dict[str, Any]:
-    """Every attribute ``RequestContext.__init__`` sets, with its default value."""
-
-    class Probe(RequestContext):
-        def update_store(self) -> None:  # not the current context of anything
-            pass
-
-    return dict(vars(Probe(request_id="-")))
-
-
-# The defaults (None and booleans) as class attributes: a context the filter builds
-# without __init__ holds only the attributes a request sets; reads of the others find
-# the class's value, as they would find __init__'s.
-for _attr, _default in _defaults().items():
-    if _default is None or isinstance(_default, bool):
-        setattr(RequestContext, _attr, _default)
 
 
 def _roles(raw: str | None) -> list[str]:
