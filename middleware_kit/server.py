@@ -13,7 +13,9 @@ fault itself: Paste's urlmap, in front of ``catch_errors`` in the example inis, 
 fail an assertion on it (a bare 500). ``OPTIONS *`` gets that 400 too. An absolute-form
 target (``GET http://host/v1/cats HTTP/1.1``, which eventlet leaves whole in
 ``PATH_INFO``) is served: the app sees its path (``/v1/cats``) in ``PATH_INFO``, and
-``HTTP_HOST`` is left as the client sent it.
+``HTTP_HOST`` is left as the client sent it. What the HTTP parser itself rejects (a
+request line it cannot read, a bad version) is answered with a status line and a JSON
+fault too, not the stdlib's HTML page (sent without a status line, as HTTP/0.9).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import socket
 import types
 from collections.abc import Callable, Iterable
 
+from middleware_kit import fault
 from middleware_kit._wsgi import Environ, StartResponse, WSGIApp
 from middleware_kit.fault import send_fault
 
@@ -90,6 +93,7 @@ def serve(
         sock,
         guard_request_target(app),
         custom_pool=pool,
+        protocol=_fault_protocol(),
         log=ACCESS_LOG,
         log_format=ACCESS_FORMAT,
         socket_timeout=socket_timeout_s,
@@ -149,6 +153,35 @@ def guard_request_target(app: WSGIApp) -> WSGIApp:
         return send_fault(environ, start_response, 400, BAD_TARGET_MESSAGE)
 
     return guarded
+
+
+def _fault_protocol() -> type:
+    """eventlet's protocol, answering what its parser rejects with a JSON fault."""
+    import eventlet.wsgi
+
+    class FaultProtocol(eventlet.wsgi.HttpProtocol):  # type: ignore[misc]
+        # The stdlib parser answers a request line it cannot read in the form of the
+        # default version: as HTTP/0.9 that is a bare HTML page, without a status line.
+        default_request_version = "HTTP/1.0"
+
+        def version_string(self) -> str:  # the Server header of those answers
+            return "middleware-kit"
+
+        def send_error(self, code: int, message: str | None = None, _: object = None) -> None:
+            # The stdlib's reason without the client's bytes: "Bad request syntax ('...')".
+            reason = (message or "").partition(" (")[0] or fault.generic_message(code)
+            self.log_error("code %d, message %s", code, message)
+            body = fault.fault_body(code, reason.rstrip(".") + ".")
+            self.send_response(code)
+            self.send_header("Connection", "close")
+            self.send_header("Content-Type", fault.CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+            self.close_connection = True
+
+    return FaultProtocol
 
 
 def _family(host: str) -> int:
