@@ -27,6 +27,7 @@ import re
 import socket
 import string
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -536,6 +537,9 @@ def test_served_credentials_never_reach_the_log(server: ServedApp) -> None:
             + CLIENT_HEADER_LINES
             + b"\r\n",
         )
+    deadline = time.monotonic() + 5  # the server writes its log after it answers
+    while "GET /boom" not in server.output() and time.monotonic() < deadline:
+        time.sleep(0.02)
     log = server.output()
     assert "GET /boom" in log
     assert SERVED_SECRET not in log
