@@ -591,11 +591,13 @@ def test_memcached_a_log_that_keeps_vanishing_is_a_storage_error(
 ) -> None:
     server, _url = memcached_server
 
+    flusher = Client(("127.0.0.1", server.port))
+
     class Flushed(MemcachedStorage):
         def _pipelined(
             self, server: str, command: bytes, statuses: int, *, read: bool = True
         ) -> tuple[list[bytes], bytes | None, bytes]:
-            self.clients[server].flush_all()
+            flusher.flush_all()
             command = command.replace(b"add ", b"replace ")
             return super()._pipelined(server, command, statuses, read=read)
 
@@ -605,6 +607,7 @@ def test_memcached_a_log_that_keeps_vanishing_is_a_storage_error(
             flushed.hit(["mkrl:v:k"], [1], [60_000], int(T0 * 1000))
     finally:
         flushed.close()
+        flusher.close()
 
 
 @pytest.mark.memcached

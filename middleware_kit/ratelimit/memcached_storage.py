@@ -34,13 +34,7 @@ import socket
 import threading
 from collections.abc import Iterator, Sequence
 
-from pymemcache.client.base import PooledClient
 from pymemcache.client.rendezvous import RendezvousHash
-from pymemcache.exceptions import (
-    MemcacheError,
-    MemcacheUnexpectedCloseError,
-    MemcacheUnknownError,
-)
 
 from middleware_kit.ratelimit.algorithm import Outcome
 from middleware_kit.ratelimit.shared_log import (
@@ -51,12 +45,22 @@ from middleware_kit.ratelimit.shared_log import (
 )
 from middleware_kit.ratelimit.storage import KEY_PREFIX, StorageError
 
+
+class MemcachedError(Exception):
+    """A reply memcached would not send, or a connection it closed mid-reply."""
+
+
+class ConnectionClosedError(MemcachedError):
+    """The server closed the connection before its reply was complete."""
+
+
 # EOFError: eventlet's green recv on a socket closed under a waiting green thread
 # (memcached killed mid-request) raises it, not an OSError.
-ERRORS = (OSError, EOFError, MemcacheError)
+ERRORS = (OSError, EOFError, MemcachedError)
 # What a pooled connection to a server that restarted since answers: worth one retry
 # (the command cannot have reached the new server process).
-STALE = (BrokenPipeError, ConnectionResetError, MemcacheUnexpectedCloseError)
+STALE = (BrokenPipeError, ConnectionResetError, ConnectionClosedError)
+MAX_IDLE = 64  # idle connections kept per server; more are closed when returned
 MAX_RULE_VALUE = 10_000  # requests per window of one rule: logs up to ~400 KB
 MAX_ATTEMPTS = 3  # appends that found no log (evicted, flushed) before giving up
 MAX_REMEMBERED = 16_384  # logs whose replay this process keeps
@@ -73,7 +77,7 @@ _NONCES = random.Random(os.urandom(16))  # unique, not secret; reseeded in a for
 
 
 class MemcachedStorage:
-    """A pooled pymemcache client per server; each log lives on one server."""
+    """A pool of connections per server; each log lives on one server."""
 
     # A log holds every admitted request of its window (~40 bytes each) and must stay
     # well under memcached's 1 MiB item size: larger rules fail the load.
@@ -92,8 +96,8 @@ class MemcachedStorage:
         self.remember_entries = remember_entries
         self.held = 0  # entries the remembered replays hold (their memory, ~240 B each)
         self.servers = {f"{host}:{port}": (host, port) for host, port in servers}
-        self.clients = {name: self._new_client(name) for name in self.servers}
-        self.ring = RendezvousHash(nodes=list(self.clients))
+        self.pools = {name: _Pool(address, timeout_s) for name, address in self.servers.items()}
+        self.ring = RendezvousHash(nodes=list(self.pools))
         self.only = next(iter(self.servers)) if len(self.servers) == 1 else None
         self.logs: dict[str, Replay] = {}
         # Compactions to send with the next request on a log: key -> (cas token, value).
@@ -101,12 +105,6 @@ class MemcachedStorage:
         self.waiting: dict[bytes, Decision | None] = {}  # this process's entries in flight
         self.longest_ms = 1000
         self.lock = threading.Lock()
-
-    def _new_client(self, server: str) -> PooledClient:
-        timeout = self.timeout_s
-        return PooledClient(
-            self.servers[server], connect_timeout=timeout, timeout=timeout, no_delay=True
-        )
 
     def hit(
         self,
@@ -158,7 +156,7 @@ class MemcachedStorage:
         )
         for status in statuses:
             if status not in _REPLIES:
-                raise MemcacheUnknownError(f"unexpected reply {status[:60]!r}")
+                raise MemcachedError(f"unexpected reply {status[:60]!r}")
         return value, token, statuses[-1] == _STORED
 
     def _decide(
@@ -206,13 +204,8 @@ class MemcachedStorage:
         its ``statuses`` reply lines, then the value read and its cas token."""
         for attempt in range(2):
             try:
-                with (
-                    self._failing_over(server) as client,
-                    client.client_pool.get_and_release(destroy_on_fail=True) as connection,
-                ):
-                    if connection.sock is None:
-                        connection._connect()
-                    return _exchange(connection.sock, command, statuses, read)
+                with self._failing_over(server) as pool, pool.connection() as sock:
+                    return _exchange(sock, command, statuses, read)
             except STALE:
                 if attempt:
                     raise
@@ -234,25 +227,29 @@ class MemcachedStorage:
         return self.only or self.ring.get_node(key)
 
     @contextlib.contextmanager
-    def _failing_over(self, server: str) -> Iterator[PooledClient]:
-        """The client of ``server``. A connection that failed (not timed out) drops
-        that server's pool: its idle sockets are as dead as this one, and a restarted
-        server gets fresh connections."""
-        client = self.clients[server]
+    def _failing_over(self, server: str) -> Iterator[_Pool]:
+        """The pool of ``server``. A connection that failed (not timed out) drops that
+        pool: its idle sockets are as dead as this one, and a restarted server gets
+        fresh connections."""
+        pool = self.pools[server]
         try:
-            yield client
+            yield pool
         except ERRORS as exc:
-            if not isinstance(exc, TimeoutError) and self.clients[server] is client:
-                self.clients[server] = self._new_client(server)
-                client.close()
+            if not isinstance(exc, TimeoutError) and self.pools[server] is pool:
+                self.pools[server] = _Pool(self.servers[server], self.timeout_s)
+                pool.close()
             raise
 
     def ping(self) -> None:
         """Reach every server; one older than ``gats`` (1.5.3) is an error too."""
         try:
             for server in self.servers:
-                with self._failing_over(server) as client:
-                    version = client.version()
+                with self._failing_over(server) as pool, pool.connection() as sock:
+                    sock.sendall(b"version\r\n")
+                    reply = _Reply(sock).line()
+                if not reply.startswith(b"VERSION "):
+                    raise MemcachedError(f"unexpected reply {reply[:60]!r}")
+                version = reply.removeprefix(b"VERSION ")
                 if _older(version, MIN_VERSION):
                     raise StorageError(
                         f"memcached {server} is {version.decode(errors='replace')}: ratelimit"
@@ -262,8 +259,43 @@ class MemcachedStorage:
             raise StorageError(f"memcached: {exc}") from None
 
     def close(self) -> None:
-        for client in self.clients.values():
-            client.close()
+        for pool in self.pools.values():
+            pool.close()
+
+
+class _Pool:
+    """Connections to one server: a request takes an idle one or opens one, and gives it
+    back when its exchange went through; a connection that failed is closed instead."""
+
+    def __init__(self, address: tuple[str, int], timeout_s: float) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self.idle: list[socket.socket] = []
+        self.lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[socket.socket]:
+        with self.lock:
+            sock = self.idle.pop() if self.idle else None
+        if sock is None:  # the timeout bounds the connect and every later send and recv
+            sock = socket.create_connection(self.address, timeout=self.timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            yield sock
+        except BaseException:
+            sock.close()
+            raise
+        with self.lock:
+            if len(self.idle) < MAX_IDLE:
+                self.idle.append(sock)
+                return
+        sock.close()
+
+    def close(self) -> None:
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for sock in idle:
+            sock.close()
 
 
 _REPLIES = (b"STORED", b"NOT_STORED", b"EXISTS", b"NOT_FOUND")
@@ -273,8 +305,7 @@ def _exchange(
     sock: socket.socket, command: bytes, statuses: int, read: bool
 ) -> tuple[list[bytes], bytes | None, bytes]:
     """Send ``command``; read ``statuses`` reply lines, then (``read``) a ``gats`` reply
-    by its announced length: the value (None for a miss) and its cas token. (pymemcache's
-    ``raw_command`` drops what came before the last chunk of a reply over 4 KiB.)"""
+    by its announced length: the value (None for a miss) and its cas token."""
     sock.sendall(command)
     reply = _Reply(sock)
     lines = [reply.line() for _ in range(statuses)]
@@ -285,10 +316,10 @@ def _exchange(
         return lines, None, b""
     fields = head.split()
     if len(fields) != 5 or fields[0] != b"VALUE" or not fields[3].isdigit():
-        raise MemcacheUnknownError(f"unexpected reply {head[:60]!r}")
+        raise MemcachedError(f"unexpected reply {head[:60]!r}")
     value = reply.exactly(int(fields[3]) + 2)[:-2]
     if reply.line() != b"END":
-        raise MemcacheUnknownError("a gats reply without its END")
+        raise MemcachedError("a gats reply without its END")
     return lines, value, fields[4]
 
 
@@ -314,7 +345,7 @@ class _Reply:
     def _more(self) -> None:
         chunk = self.sock.recv(RECV_BYTES)
         if not chunk:
-            raise MemcacheUnexpectedCloseError()
+            raise ConnectionClosedError("memcached closed the connection")
         self.buffer += chunk
 
 
