@@ -2,7 +2,8 @@
 
 Correct within one process (every thread and green thread; one lock of the OS thread,
 also under eventlet: :meth:`MemoryStorage.hit` never yields while it holds it, and
-eventlet's green lock, a Python class, was a third of its cost). Logs are kept
+eventlet's green lock, a Python class, was a third of its cost; anything in it that
+switched green threads would deadlock, so it stays pure computation). Logs are kept
 per window length; a log whose newest time is older than its window is dead and is
 reclaimed by a sweep of that window's logs, run when the number of logs doubled since
 the last sweep or one window (at least ``SWEEP_MIN_S``) after it, so memory follows
