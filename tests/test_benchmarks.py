@@ -181,3 +181,15 @@ def test_contract_floor_leaves_what_the_full_chain_leaves() -> None:
     assert floor_state.keys() == chain_state.keys()
     for key in ("HTTP_X_USER_ID", "HTTP_X_PROJECT_ID", "HTTP_X_ROLES", "HTTP_X_TENANT"):
         assert floor_environ[key] == chain_environ[key], key
+
+
+def test_ab_serves_the_sections_in_turn_and_compares_to_the_first() -> None:
+    from benchmarks import ab
+
+    rows = ab.run(["bare", "ours_request_id"], rounds=1, seconds=1.0)
+
+    assert [row["pipeline"] for row in rows] == ["bare", "ours_request_id"]
+    assert rows[0]["over bare µs"] == 0 and rows[0]["ratio bare / this"] == 1
+    for row in rows:
+        cpu = row["server CPU µs/request (median)"]
+        assert isinstance(cpu, float) and 0 < cpu < 100_000, row
